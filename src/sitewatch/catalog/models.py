@@ -1,0 +1,100 @@
+"""Records the catalog stores, as plain frozen dataclasses the stages pass around.
+
+Geometries travel as shapely objects: site and zone outlines in WGS84 lon/lat (as in GeoJSON and
+STAC), change polygons in the site grid's CRS (metres) with their WGS84 copy made on export.
+Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from shapely.geometry.base import BaseGeometry
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A named sub-polygon of a site ("loading area")."""
+
+    name: str
+    geometry: BaseGeometry  # WGS84
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """A named area of interest and its site grid."""
+
+    name: str
+    geometry: BaseGeometry  # WGS84 polygon
+    epsg: int  # local UTM zone of the site grid
+    origin_x: float  # grid origin (top-left corner, metres in epsg)
+    origin_y: float
+    extent_x: float  # grid size in metres (east)
+    extent_y: float  # grid size in metres (south)
+    base_gsd: float | None  # g: finest GSD ingested, or pinned; None until the first scene
+    gsd_pinned: bool = False
+    tags: tuple[str, ...] = ()
+    zones: tuple[Zone, ...] = ()
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One ingested image file or STAC item, as delivered."""
+
+    sha256: str
+    path: Path  # where the scene's pixels are now (inside the store, or referenced in place)
+    source: str  # where it came from: a path or URL
+    acquired: datetime
+    footprint: BaseGeometry  # WGS84
+    gsd: float
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    crs: str  # WKT or "EPSG:n" of the scene (as given, or as supplied by --crs)
+    provider: str | None = None
+    sensor: str | None = None
+    licence: str | None = None
+    attribution: str | None = None
+    band_names: tuple[str, ...] = ()
+    transform: tuple[float, float, float, float, float, float] | None = None  # given by world file/--bounds
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A scene clipped and resampled onto one site's grid, stored as a COG with a mask."""
+
+    site_id: int
+    scene_id: int
+    level: int  # stored at base_gsd * 2**level
+    gsd: float
+    path: Path  # the COG, relative to the workspace store
+    width: int
+    height: int
+    acquired: datetime
+    valid_fraction: float  # share of grid pixels with data
+    flags: tuple[str, ...] = ()  # quality flags ("cloudy", "partial", ...)
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A polygon where two observations differ in a way that matters."""
+
+    site_id: int
+    before_id: int  # observation ids
+    after_id: int
+    kind: str  # "appeared" | "removed" | "modified"
+    geometry: BaseGeometry  # site grid CRS (metres)
+    area_m2: float
+    confidence: float  # 0..1
+    date_from: datetime  # last image without it
+    date_to: datetime  # first image with it
+    detector: str
+    attrs: dict[str, float] = field(default_factory=dict)
+    id: int | None = None

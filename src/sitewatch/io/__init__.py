@@ -1,0 +1,1 @@
+"""Safe reading of hostile rasters, world files, band folders and STAC documents."""

@@ -1,0 +1,41 @@
+"""Shared fixtures: the shared datasets (skipped when absent) and small georeferenced rasters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    """``../shared/datasets`` beside the checkout; tests that need it skip when it is absent."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"shared datasets not found at {SHARED_DATASETS} (they live beside the checkout)")
+    return SHARED_DATASETS
+
+
+def write_tif(path: Path, data: np.ndarray, **profile: Any) -> Path:
+    """Write ``(bands, rows, cols)`` DATA as a GeoTIFF; PROFILE may set crs, transform, nodata, tags."""
+    tags = profile.pop("tags", {})
+    base = {
+        "driver": "GTiff",
+        "count": data.shape[0],
+        "height": data.shape[1],
+        "width": data.shape[2],
+        "dtype": data.dtype.name,
+    }
+    with rasterio.open(path, "w", **{**base, **profile}) as dst:
+        dst.write(data)
+        if tags:
+            dst.update_tags(**tags)
+    return path
+
+
+UTM_GRID = {"crs": "EPSG:32615", "transform": Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0)}
