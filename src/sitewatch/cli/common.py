@@ -47,3 +47,12 @@ def progress_bar() -> Any:
         console=Console(stderr=True),
         transient=True,
     )
+
+
+def open_workspace(option: Path | None) -> Any:
+    """Open the workspace named by the option, environment or current folder."""
+    from sitewatch.settings import Settings
+    from sitewatch.workspace import Workspace
+
+    root = workspace_path(option)
+    return Workspace.open(root, Settings.from_env(root))

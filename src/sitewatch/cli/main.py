@@ -9,6 +9,7 @@ import logging
 import sys
 import warnings
 
+import click
 import typer
 
 from sitewatch import __version__
@@ -63,7 +64,7 @@ def main() -> None:
     _register_commands()
     warnings.showwarning = _show_warning
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
     except SitewatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -72,15 +73,16 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
     except typer.Abort:
         print("error: aborted", file=sys.stderr)
         sys.exit(1)
     except Exception as exc:  # click usage errors and anything unforeseen: one line, never a traceback
-        import click
-
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
         logging.getLogger(__name__).debug("unexpected error", exc_info=True)
         print(f"error: unexpected {type(exc).__name__}: {exc} (run with -vv for details)", file=sys.stderr)
         sys.exit(2)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,403 @@
+"""The SQLite catalog: connection policy, transactions and typed queries.
+
+SQLite's write-ahead log has a reset bug that can corrupt a database (fixed in 3.51.3, backported to
+3.50.7 and 3.44.6). WAL is used only on a fixed library; otherwise the rollback journal. Writers
+take the lock up front (``BEGIN IMMEDIATE``) and wait with a busy timeout, so two ingests running at
+once queue instead of failing or corrupting the catalog. One transaction per logical change.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shapely import wkt
+from shapely.geometry.base import BaseGeometry
+
+from sitewatch.catalog.models import Change, Observation, Scene, Site, Zone
+from sitewatch.catalog.schema import MIGRATIONS
+from sitewatch.errors import AlreadyExists, NotFound, WorkspaceError
+
+BUSY_TIMEOUT_S = 60.0
+_WAL_FIXED = ((3, 44, 6), (3, 50, 7), (3, 51, 3))
+
+
+def wal_is_safe(version: tuple[int, int, int] = sqlite3.sqlite_version_info) -> bool:
+    """True when this SQLite library has the WAL-reset fix (3.51.3+, or the 3.50.7 / 3.44.6 backports)."""
+    if version >= (3, 51, 3):
+        return True
+    return any(version[:2] == fixed[:2] and version >= fixed for fixed in _WAL_FIXED)
+
+
+def utc_text(value: datetime) -> str:
+    """ISO 8601 text in UTC, the catalog's one time format."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: times must be timezone-aware")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> datetime:
+    """Read back :func:`utc_text`."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class Catalog:
+    """One workspace's catalog. Use as a context manager, or call :meth:`close`."""
+
+    FILENAME = "catalog.sqlite"
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        if not create and not path.is_file():
+            raise WorkspaceError(f"{path}: no catalog here (run `sitewatch init`)")
+        self.path = path
+        try:
+            self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self.journal_mode = "wal" if wal_is_safe() else "delete"
+            self._conn.execute(f"PRAGMA journal_mode = {self.journal_mode}")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(f"{path}: not a usable catalog ({exc})") from exc
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One logical change: all of it is committed, or none of it (writers lock up front)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise WorkspaceError(f"{self.path}: catalog schema {version} is newer than this sitewatch")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    def integrity_ok(self) -> bool:
+        """SQLite's own integrity check and foreign-key check both pass."""
+        ok = self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return ok and not self._conn.execute("PRAGMA foreign_key_check").fetchall()
+
+    # sites ---------------------------------------------------------------------------------------
+
+    def add_site(self, site: Site) -> Site:
+        """Store a new site with its zones; the name must be free."""
+        self.add_sites([site])
+        return self.site(site.name)
+
+    def add_sites(self, sites: Sequence[Site]) -> None:
+        """Store new sites with their zones, all or none."""
+        with self.transaction() as conn:
+            for site in sites:
+                self._insert_site(conn, site)
+
+    def _insert_site(self, conn: sqlite3.Connection, site: Site) -> None:
+        if conn.execute("SELECT 1 FROM sites WHERE name = ?", (site.name,)).fetchone():
+            raise AlreadyExists(f"site {site.name!r} already exists")
+        cur = conn.execute(
+            "INSERT INTO sites (name, geometry_wkt, epsg, origin_x, origin_y, extent_x, extent_y,"
+            " base_gsd, gsd_pinned, tags, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                site.name,
+                site.geometry.wkt,
+                site.epsg,
+                site.origin_x,
+                site.origin_y,
+                site.extent_x,
+                site.extent_y,
+                site.base_gsd,
+                int(site.gsd_pinned),
+                json.dumps(list(site.tags)),
+                utc_text(datetime.now(UTC)),
+            ),
+        )
+        site_id = int(cur.lastrowid or 0)
+        for zone in site.zones:
+            self._insert_zone(conn, site_id, zone)
+
+    @staticmethod
+    def _insert_zone(conn: sqlite3.Connection, site_id: int, zone: Zone) -> None:
+        if conn.execute("SELECT 1 FROM zones WHERE site_id = ? AND name = ?", (site_id, zone.name)).fetchone():
+            raise AlreadyExists(f"zone {zone.name!r} already exists in this site")
+        conn.execute(
+            "INSERT INTO zones (site_id, name, geometry_wkt) VALUES (?,?,?)",
+            (site_id, zone.name, zone.geometry.wkt),
+        )
+
+    def add_zone(self, site_name: str, zone: Zone) -> Site:
+        """Add a named zone to a site."""
+        site = self.site(site_name)
+        with self.transaction() as conn:
+            self._insert_zone(conn, _id(site), zone)
+        return self.site(site_name)
+
+    def remove_zone(self, site_name: str, zone_name: str) -> None:
+        """Remove a named zone from a site."""
+        site = self.site(site_name)
+        with self.transaction() as conn:
+            cur = conn.execute("DELETE FROM zones WHERE site_id = ? AND name = ?", (site.id, zone_name))
+            if cur.rowcount == 0:
+                raise NotFound(f"site {site_name!r} has no zone {zone_name!r}")
+
+    def site(self, name: str) -> Site:
+        """The site called NAME."""
+        row = self._conn.execute("SELECT * FROM sites WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            known = ", ".join(s.name for s in self.sites()) or "none yet"
+            raise NotFound(f"no site {name!r} (sites: {known})")
+        return self._site_from_row(row)
+
+    def site_by_id(self, site_id: int) -> Site:
+        """The site with this id."""
+        row = self._conn.execute("SELECT * FROM sites WHERE id = ?", (site_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no site with id {site_id}")
+        return self._site_from_row(row)
+
+    def sites(self) -> list[Site]:
+        """All sites, by name."""
+        rows = self._conn.execute("SELECT * FROM sites ORDER BY name").fetchall()
+        return [self._site_from_row(row) for row in rows]
+
+    def _site_from_row(self, row: sqlite3.Row) -> Site:
+        zones = tuple(
+            Zone(name=z["name"], geometry=_geom(z["geometry_wkt"]), id=z["id"])
+            for z in self._conn.execute("SELECT * FROM zones WHERE site_id = ? ORDER BY name", (row["id"],))
+        )
+        return Site(
+            name=row["name"],
+            geometry=_geom(row["geometry_wkt"]),
+            epsg=row["epsg"],
+            origin_x=row["origin_x"],
+            origin_y=row["origin_y"],
+            extent_x=row["extent_x"],
+            extent_y=row["extent_y"],
+            base_gsd=row["base_gsd"],
+            gsd_pinned=bool(row["gsd_pinned"]),
+            tags=tuple(json.loads(row["tags"])),
+            zones=zones,
+            id=row["id"],
+        )
+
+    def remove_site(self, name: str) -> Site:
+        """Remove a site with its zones, observations and changes (scenes stay)."""
+        site = self.site(name)
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sites WHERE id = ?", (site.id,))
+        return site
+
+    def set_base_gsd(self, conn: sqlite3.Connection, site: Site, gsd: float) -> None:
+        """Refine a site's base GSD inside the caller's transaction."""
+        conn.execute("UPDATE sites SET base_gsd = ? WHERE id = ?", (gsd, site.id))
+
+    # scenes --------------------------------------------------------------------------------------
+
+    def scene_by_hash(self, sha256: str) -> Scene | None:
+        """The scene with this content hash, if already ingested."""
+        row = self._conn.execute("SELECT * FROM scenes WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None else _scene_from_row(row)
+
+    def scene(self, scene_id: int) -> Scene:
+        """The scene with this id."""
+        row = self._conn.execute("SELECT * FROM scenes WHERE id = ?", (scene_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no scene with id {scene_id}")
+        return _scene_from_row(row)
+
+    def scenes(self) -> list[Scene]:
+        """All scenes, by acquisition time."""
+        rows = self._conn.execute("SELECT * FROM scenes ORDER BY acquired, id").fetchall()
+        return [_scene_from_row(row) for row in rows]
+
+    def insert_scene(self, conn: sqlite3.Connection, scene: Scene) -> int:
+        """Insert a scene inside the caller's transaction; returns its id."""
+        cur = conn.execute(
+            "INSERT INTO scenes (sha256, path, source, acquired, footprint_wkt, gsd, width, height, bands,"
+            " dtype, crs, transform, band_names, provider, sensor, licence, attribution, ingested)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                scene.sha256,
+                str(scene.path),
+                scene.source,
+                utc_text(scene.acquired),
+                scene.footprint.wkt,
+                scene.gsd,
+                scene.width,
+                scene.height,
+                scene.bands,
+                scene.dtype,
+                scene.crs,
+                None if scene.transform is None else json.dumps(list(scene.transform)),
+                json.dumps(list(scene.band_names)),
+                scene.provider,
+                scene.sensor,
+                scene.licence,
+                scene.attribution,
+                utc_text(datetime.now(UTC)),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    # observations --------------------------------------------------------------------------------
+
+    def insert_observation(self, conn: sqlite3.Connection, obs: Observation) -> int:
+        """Insert (or replace) a site's observation of a scene inside the caller's transaction."""
+        conn.execute("DELETE FROM observations WHERE site_id = ? AND scene_id = ?", (obs.site_id, obs.scene_id))
+        cur = conn.execute(
+            "INSERT INTO observations (site_id, scene_id, level, gsd, path, width, height, acquired,"
+            " valid_fraction, flags) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                obs.site_id,
+                obs.scene_id,
+                obs.level,
+                obs.gsd,
+                str(obs.path),
+                obs.width,
+                obs.height,
+                utc_text(obs.acquired),
+                obs.valid_fraction,
+                json.dumps(list(obs.flags)),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def observations(self, site: Site) -> list[Observation]:
+        """A site's observations in time order."""
+        rows = self._conn.execute(
+            "SELECT * FROM observations WHERE site_id = ? ORDER BY acquired, id", (site.id,)
+        ).fetchall()
+        return [_observation_from_row(row) for row in rows]
+
+    def all_observation_paths(self) -> set[str]:
+        """Every observation file the catalog refers to (to find orphans)."""
+        return {row[0] for row in self._conn.execute("SELECT path FROM observations")}
+
+    # changes -------------------------------------------------------------------------------------
+
+    def replace_changes(self, site: Site, detector: str, changes: Sequence[Change]) -> list[Change]:
+        """Replace a site's changes from DETECTOR with a new set, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM changes WHERE site_id = ? AND detector = ?", (site.id, detector))
+            for ch in changes:
+                conn.execute(
+                    "INSERT INTO changes (site_id, before_id, after_id, kind, geometry_wkt, area_m2, confidence,"
+                    " date_from, date_to, detector, attrs) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        ch.site_id,
+                        ch.before_id,
+                        ch.after_id,
+                        ch.kind,
+                        ch.geometry.wkt,
+                        ch.area_m2,
+                        ch.confidence,
+                        utc_text(ch.date_from),
+                        utc_text(ch.date_to),
+                        ch.detector,
+                        json.dumps(ch.attrs),
+                    ),
+                )
+        return self.changes(site)
+
+    def changes(self, site: Site) -> list[Change]:
+        """A site's changes, by date then area (largest first)."""
+        rows = self._conn.execute(
+            "SELECT * FROM changes WHERE site_id = ? ORDER BY date_to, area_m2 DESC, id", (site.id,)
+        ).fetchall()
+        return [_change_from_row(row) for row in rows]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read-only query, for reports and tests."""
+        return self._conn.execute(sql, params).fetchall()
+
+
+def _id(record: Site) -> int:
+    if record.id is None:
+        raise NotFound(f"site {record.name!r} is not stored")
+    return record.id
+
+
+def _geom(text: str) -> BaseGeometry:
+    return wkt.loads(text)
+
+
+def _scene_from_row(row: sqlite3.Row) -> Scene:
+    transform = row["transform"]
+    return Scene(
+        sha256=row["sha256"],
+        path=Path(row["path"]),
+        source=row["source"],
+        acquired=parse_utc(row["acquired"]),
+        footprint=_geom(row["footprint_wkt"]),
+        gsd=row["gsd"],
+        width=row["width"],
+        height=row["height"],
+        bands=row["bands"],
+        dtype=row["dtype"],
+        crs=row["crs"],
+        provider=row["provider"],
+        sensor=row["sensor"],
+        licence=row["licence"],
+        attribution=row["attribution"],
+        band_names=tuple(json.loads(row["band_names"])),
+        transform=None if transform is None else tuple(json.loads(transform)),
+        id=row["id"],
+    )
+
+
+def _observation_from_row(row: sqlite3.Row) -> Observation:
+    return Observation(
+        site_id=row["site_id"],
+        scene_id=row["scene_id"],
+        level=row["level"],
+        gsd=row["gsd"],
+        path=Path(row["path"]),
+        width=row["width"],
+        height=row["height"],
+        acquired=parse_utc(row["acquired"]),
+        valid_fraction=row["valid_fraction"],
+        flags=tuple(json.loads(row["flags"])),
+        id=row["id"],
+    )
+
+
+def _change_from_row(row: sqlite3.Row) -> Change:
+    return Change(
+        site_id=row["site_id"],
+        before_id=row["before_id"],
+        after_id=row["after_id"],
+        kind=row["kind"],
+        geometry=_geom(row["geometry_wkt"]),
+        area_m2=row["area_m2"],
+        confidence=row["confidence"],
+        date_from=parse_utc(row["date_from"]),
+        date_to=parse_utc(row["date_to"]),
+        detector=row["detector"],
+        attrs=json.loads(row["attrs"]),
+        id=row["id"],
+    )

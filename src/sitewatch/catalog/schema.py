@@ -1,0 +1,83 @@
+"""Catalog schema, as numbered migrations applied in order (``PRAGMA user_version`` holds the count).
+
+Plain SQL types and WKT geometry keep the schema portable to PostgreSQL/PostGIS.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sites (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        geometry_wkt TEXT NOT NULL,
+        epsg INTEGER NOT NULL,
+        origin_x REAL NOT NULL,
+        origin_y REAL NOT NULL,
+        extent_x REAL NOT NULL,
+        extent_y REAL NOT NULL,
+        base_gsd REAL,
+        gsd_pinned INTEGER NOT NULL DEFAULT 0,
+        tags TEXT NOT NULL DEFAULT '[]',
+        created TEXT NOT NULL
+    );
+    CREATE TABLE zones (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        geometry_wkt TEXT NOT NULL,
+        UNIQUE (site_id, name)
+    );
+    CREATE TABLE scenes (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        source TEXT NOT NULL,
+        acquired TEXT NOT NULL,
+        footprint_wkt TEXT NOT NULL,
+        gsd REAL NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        bands INTEGER NOT NULL,
+        dtype TEXT NOT NULL,
+        crs TEXT NOT NULL,
+        transform TEXT,
+        band_names TEXT NOT NULL DEFAULT '[]',
+        provider TEXT,
+        sensor TEXT,
+        licence TEXT,
+        attribution TEXT,
+        ingested TEXT NOT NULL
+    );
+    CREATE TABLE observations (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        scene_id INTEGER NOT NULL REFERENCES scenes(id) ON DELETE CASCADE,
+        level INTEGER NOT NULL,
+        gsd REAL NOT NULL,
+        path TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        acquired TEXT NOT NULL,
+        valid_fraction REAL NOT NULL,
+        flags TEXT NOT NULL DEFAULT '[]',
+        UNIQUE (site_id, scene_id)
+    );
+    CREATE INDEX observations_by_site ON observations (site_id, acquired);
+    CREATE TABLE changes (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        before_id INTEGER NOT NULL REFERENCES observations(id) ON DELETE CASCADE,
+        after_id INTEGER NOT NULL REFERENCES observations(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('appeared', 'removed', 'modified')),
+        geometry_wkt TEXT NOT NULL,
+        area_m2 REAL NOT NULL,
+        confidence REAL NOT NULL,
+        date_from TEXT NOT NULL,
+        date_to TEXT NOT NULL,
+        detector TEXT NOT NULL,
+        attrs TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX changes_by_site ON changes (site_id, date_to);
+    """,
+)

@@ -1,0 +1,99 @@
+"""Put one scene on one site's grid: a single resampling, streamed, written as a COG with a mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+
+from sitewatch.grid import SiteGrid
+from sitewatch.io.raster import GDAL_SAFE_ENV, Georef, open_raster
+from sitewatch.settings import Limits
+
+#: Overview pixels read to measure an observation's valid fraction (bounded, whatever the size).
+_MASK_SAMPLE = 512
+
+
+@dataclass(frozen=True)
+class ObservationFile:
+    """An observation COG written to disk (not yet in the catalog)."""
+
+    path: Path
+    level: int
+    gsd: float
+    width: int
+    height: int
+    valid_fraction: float
+
+
+def resampling_for(native_gsd: float, target_gsd: float) -> Resampling:
+    """Average when shrinking a finer scene (no aliasing), bilinear otherwise."""
+    return Resampling.average if native_gsd < 0.75 * target_gsd else Resampling.bilinear
+
+
+def observe(
+    src: DatasetReader,
+    georef: Georef,
+    native_gsd: float,
+    grid: SiteGrid,
+    out: Path,
+    *,
+    limits: Limits,
+) -> ObservationFile:
+    """Warp SRC onto GRID at the level nearest NATIVE_GSD and write OUT as a COG with a mask.
+
+    Memory is bounded by GDAL's warp and COG block sizes, never by the scene size.
+    """
+    level = grid.level_for(native_gsd)
+    rows, cols = grid.shape_at(level)
+    transform = grid.transform_at(level)
+    vrt_options = {
+        "crs": grid.crs,
+        "transform": transform,
+        "width": cols,
+        "height": rows,
+        "resampling": resampling_for(native_gsd, grid.gsd_at(level)),
+        "add_alpha": True,
+        "src_crs": georef.crs,
+        "src_transform": georef.transform,
+        "warp_mem_limit": 256,
+    }
+    if src.nodata is not None:
+        vrt_options["src_nodata"] = src.nodata
+    profile = cog_profiles.get("deflate")
+    profile.update(blockxsize=256, blockysize=256, predictor=2 if np.dtype(src.dtypes[0]).kind in "iu" else 3)
+    with WarpedVRT(src, **vrt_options) as vrt:
+        cog_translate(
+            vrt,
+            out,
+            profile,
+            indexes=list(range(1, src.count + 1)),
+            add_mask=True,
+            in_memory=False,
+            quiet=True,
+            config=dict(GDAL_SAFE_ENV, GDAL_NUM_THREADS="ALL_CPUS"),
+            overview_resampling="average",
+        )
+    return ObservationFile(
+        path=out,
+        level=level,
+        gsd=grid.gsd_at(level),
+        width=cols,
+        height=rows,
+        valid_fraction=valid_fraction(out, limits),
+    )
+
+
+def valid_fraction(path: Path, limits: Limits) -> float:
+    """Share of an observation's pixels that hold data, from a bounded read of its mask."""
+    with open_raster(path, limits) as obs:
+        scale = max(1, max(obs.width, obs.height) // _MASK_SAMPLE)
+        shape = (max(1, obs.height // scale), max(1, obs.width // scale))
+        mask = obs.dataset_mask(out_shape=shape, resampling=Resampling.nearest)
+    return float(np.count_nonzero(mask) / mask.size)

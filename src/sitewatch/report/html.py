@@ -1,0 +1,507 @@
+"""render_report(): one self-contained HTML file of a site's evidence, to read offline or publish.
+
+The catalog's records are turned into a page model of plain strings and image data URIs here; the
+Jinja2 template (autoescaped: site names, tags and provider strings are hostile) only lays it out.
+Everything is rendered in memory first and written beside the destination, then renamed, so a
+failure (a missing observation, a raster in the wrong CRS) leaves no file and no old report half
+overwritten.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+from uuid import uuid4
+
+import jinja2
+from pyproj import Geod, Transformer
+from rasterio.coords import BoundingBox
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from sitewatch import __version__
+from sitewatch.catalog.models import Change, Observation, Scene, Site
+from sitewatch.errors import InputError, NotFound
+from sitewatch.io.raster import open_raster
+from sitewatch.report.chips import (
+    Annotation,
+    Outline,
+    Stretch,
+    View,
+    chip_view,
+    check_site_grid,
+    display_bands,
+    kind_colour,
+    overview_view,
+    render_view,
+    stretch_of,
+    union_bounds,
+)
+
+#: How many changes get a before/after chip pair: the rest are in the table and on the overviews.
+MAX_CHIP_PAIRS = 20
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    """The page header: what the site is and what the report covers."""
+
+    name: str
+    tags: tuple[str, ...]
+    zones: tuple[tuple[str, str], ...]  # (name, area)
+    area: str
+    grid: str
+    date_range: str
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One observation in the timeline table."""
+
+    date: str
+    provider: str
+    sensor: str
+    gsd: str
+    valid: str
+    flags: str
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """One change in the table; NUMBER ties it to its outline label and chips."""
+
+    number: int
+    kind: str
+    colour: str  # CSS hex of the outline colour
+    area: str
+    confidence: str
+    interval: str
+    centroid: str  # "lat, lon"
+    detector: str
+    caution: str  # quality flags of the two observations, or ""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A picture and the line printed under it."""
+
+    uri: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class PairSection:
+    """A before/after overview of the whole site with every change of that pair outlined."""
+
+    interval: str
+    before: Figure
+    after: Figure
+    change_numbers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ChipPair:
+    """Before and after chips of one change, on the same ground box."""
+
+    change: ChangeRow
+    before: Figure
+    after: Figure
+
+
+@dataclass(frozen=True)
+class ProvenanceRow:
+    """Where one image came from and on what terms it may be shown."""
+
+    date: str
+    provider: str
+    sensor: str
+    licence: str
+    attribution: str
+    scene: str  # short content hash, to find the scene again
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    """Everything the template shows, as strings and data URIs."""
+
+    title: str
+    synthetic: bool
+    site: SiteSummary
+    timeline: tuple[TimelineRow, ...]
+    kind_counts: tuple[tuple[str, int, str], ...]  # (kind, count, CSS colour)
+    changes: tuple[ChangeRow, ...]
+    chips: tuple[ChipPair, ...]
+    pairs: tuple[PairSection, ...]
+    confidence: tuple[str, ...]  # paragraphs
+    provenance: tuple[ProvenanceRow, ...]
+    attributions: tuple[str, ...]
+    version: str = field(default=__version__)
+
+
+def render_report(
+    site: Site,
+    observations: Sequence[Observation],
+    scenes_by_id: dict[int, Scene],
+    changes: Sequence[Change],
+    store_root: Path,
+    out: Path,
+    *,
+    synthetic: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Write a self-contained HTML report of SITE's observations and changes to OUT.
+
+    Args:
+        site: The site; its EPSG is the CRS every observation and change geometry must be in.
+        observations: The site's observations (COGs on the site grid), in any order.
+        scenes_by_id: The scene of every observation, by scene id, for dates and provenance.
+        changes: The site's changes; each names its before and after observation.
+        store_root: The imagery store that observation paths are relative to.
+        out: The HTML file to write (replaced atomically if it exists).
+        synthetic: Whether the imagery is synthetic demo imagery; says so on the page and images.
+        title: The page title; by default one naming the site.
+
+    Returns:
+        OUT.
+
+    Raises:
+        RasterRefused: If an observation file is missing or unreadable.
+        GeoreferenceError: If an observation is not a north-up raster in the site grid's CRS.
+        NotFound: If an observation's scene or a change's observation was not given.
+        InputError: If an observation path leaves the store, or OUT cannot be written.
+    """
+    builder = _PageBuilder(site, observations, scenes_by_id, store_root, synthetic)
+    page = builder.build(changes, title or f"{site.name}: sitewatch site report")
+    html = _environment().get_template("report.html").render(page=page)
+    _write_atomic(out, html)
+    return out
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("sitewatch.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _write_atomic(out: Path, text: str) -> None:
+    """Write beside OUT and rename, so OUT is either the old file or the whole new one."""
+    tmp = out.with_name(f".{out.name}.{uuid4().hex}.part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise InputError(out, f"cannot write the report ({exc.strerror or exc})") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Raster:
+    """What a report needs to know about one observation file, found by opening it once."""
+
+    path: Path
+    bounds: BoundingBox
+    gsd: float
+    stretch: Stretch
+
+
+class _PageBuilder:
+    """Turns catalog records into a :class:`ReportPage`, opening each observation file once for facts."""
+
+    def __init__(
+        self,
+        site: Site,
+        observations: Sequence[Observation],
+        scenes_by_id: dict[int, Scene],
+        store_root: Path,
+        synthetic: bool,
+    ) -> None:
+        self.site = site
+        self.store_root = store_root
+        self.synthetic = synthetic
+        self.observations = sorted(observations, key=lambda o: (_utc(o.acquired), o.id or 0))
+        self.by_id: dict[int, Observation] = {}
+        for obs in self.observations:
+            if obs.id is None:
+                raise InputError(obs.path, "observation has no catalog id, so changes cannot refer to it")
+            self.by_id[obs.id] = obs
+        self.scenes: dict[int, Scene] = {}
+        for obs in self.observations:
+            if obs.scene_id not in scenes_by_id:
+                raise NotFound(f"scene {obs.scene_id} of observation {obs.id} was not given to the report")
+            self.scenes[obs.scene_id] = scenes_by_id[obs.scene_id]
+        self._rasters: dict[int, _Raster] = {}
+        self._to_wgs84 = Transformer.from_crs(site.epsg, 4326, always_xy=True)
+
+    def build(self, changes: Sequence[Change], title: str) -> ReportPage:
+        """The whole page model; reads every pixel the page shows."""
+        ordered = sorted(changes, key=lambda c: (_utc(c.date_to), _utc(c.date_from), -c.area_m2))
+        for change in ordered:
+            for obs_id in (change.before_id, change.after_id):
+                if obs_id not in self.by_id:
+                    raise NotFound(
+                        f"a change refers to observation {obs_id}, which was not given to the report"
+                    )
+        numbered = list(enumerate(ordered, start=1))
+        rows = {number: self._change_row(number, change) for number, change in numbered}
+        kinds = Counter(change.kind for change in ordered)
+        return ReportPage(
+            title=title,
+            synthetic=self.synthetic,
+            site=self._summary(),
+            timeline=tuple(self._timeline_row(obs) for obs in self.observations),
+            kind_counts=tuple((kind, n, _css(kind_colour(kind))) for kind, n in sorted(kinds.items())),
+            changes=tuple(rows.values()),
+            chips=tuple(self._chip_pair(rows[n], c, numbered) for n, c in _top(numbered, MAX_CHIP_PAIRS)),
+            pairs=tuple(self._pair_section(b, a, numbered) for b, a in self._pairs(ordered)),
+            confidence=self._confidence(ordered),
+            provenance=tuple(self._provenance_row(obs) for obs in self.observations),
+            attributions=self._attributions(),
+        )
+
+    # --- facts from files -------------------------------------------------------------------
+
+    def _raster(self, obs: Observation) -> _Raster:
+        assert obs.id is not None  # checked in __init__
+        if obs.id not in self._rasters:
+            path = self._path(obs)
+            with open_raster(path) as src:
+                check_site_grid(src, path, self.site.epsg)
+                bands = display_bands(src, self.scenes[obs.scene_id].band_names)
+                left, bottom, right, top = src.bounds
+                self._rasters[obs.id] = _Raster(
+                    path, BoundingBox(left, bottom, right, top), src.transform.a, stretch_of(src, bands)
+                )
+        return self._rasters[obs.id]
+
+    def _path(self, obs: Observation) -> Path:
+        relative = Path(obs.path)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise InputError(obs.path, "observation path must be relative to the store and stay inside it")
+        return self.store_root / relative
+
+    # --- sections ---------------------------------------------------------------------------
+
+    def _summary(self) -> SiteSummary:
+        site = self.site
+        if self.observations:
+            first, last = _utc(self.observations[0].acquired), _utc(self.observations[-1].acquired)
+            dates = f"{_date(first)} to {_date(last)} ({len(self.observations)} observations)"
+        else:
+            dates = "no observations yet"
+        gsd = f"base GSD {site.base_gsd:.2f} m" if site.base_gsd is not None else "base GSD not set yet"
+        return SiteSummary(
+            name=site.name,
+            tags=site.tags,
+            zones=tuple((zone.name, _area(_geodesic_area(zone.geometry))) for zone in site.zones),
+            area=_area(_geodesic_area(site.geometry)),
+            grid=f"EPSG:{site.epsg}, {gsd}, {site.extent_x:,.0f} m x {site.extent_y:,.0f} m",
+            date_range=dates,
+        )
+
+    def _timeline_row(self, obs: Observation) -> TimelineRow:
+        scene = self.scenes[obs.scene_id]
+        return TimelineRow(
+            date=_datetime(obs.acquired),
+            provider=scene.provider or "unknown provider",
+            sensor=scene.sensor or "unknown sensor",
+            gsd=f"{obs.gsd:.2f} m (scene {scene.gsd:.2f} m)",
+            valid=f"{obs.valid_fraction:.0%}",
+            flags=", ".join(obs.flags),
+        )
+
+    def _change_row(self, number: int, change: Change) -> ChangeRow:
+        centroid = change.geometry.centroid
+        lon, lat = self._to_wgs84.transform(centroid.x, centroid.y)
+        flagged = [
+            f"{role}: {', '.join(obs.flags)}"
+            for role, obs in (("before", self.by_id[change.before_id]), ("after", self.by_id[change.after_id]))
+            if obs.flags
+        ]
+        return ChangeRow(
+            number=number,
+            kind=change.kind,
+            colour=_css(kind_colour(change.kind)),
+            area=f"{change.area_m2:,.0f}" if change.area_m2 >= 100 else f"{change.area_m2:.1f}",
+            confidence=f"{change.confidence:.2f}",
+            interval=f"between {_date(change.date_from)} and {_date(change.date_to)}",
+            centroid=f"{lat:.5f}, {lon:.5f}",
+            detector=change.detector,
+            caution="; ".join(flagged),
+        )
+
+    def _pairs(self, changes: Sequence[Change]) -> list[tuple[int, int]]:
+        """Consecutive observations, and any other pair a change was found between, in date order."""
+        ids = [obs.id for obs in self.observations if obs.id is not None]
+        pairs = dict.fromkeys(pairwise(ids))
+        pairs.update(dict.fromkeys((c.before_id, c.after_id) for c in changes))
+
+        def when(pair: tuple[int, int]) -> tuple[datetime, datetime]:
+            return _utc(self.by_id[pair[1]].acquired), _utc(self.by_id[pair[0]].acquired)
+
+        return sorted(pairs, key=when)
+
+    def _pair_section(self, before_id: int, after_id: int, numbered: Sequence[tuple[int, Change]]) -> PairSection:
+        before, after = self.by_id[before_id], self.by_id[after_id]
+        box = union_bounds([self._raster(before).bounds, self._raster(after).bounds])
+        view = overview_view(box)
+        mine = [(n, c) for n, c in numbered if (c.before_id, c.after_id) == (before_id, after_id)]
+        outlines = _outlines(mine)
+        return PairSection(
+            interval=f"{_date(before.acquired)} to {_date(after.acquired)}",
+            before=self._figure(before, view, outlines, "BEFORE"),
+            after=self._figure(after, view, outlines, "AFTER"),
+            change_numbers=tuple(n for n, _ in mine),
+        )
+
+    def _chip_pair(self, row: ChangeRow, change: Change, numbered: Sequence[tuple[int, Change]]) -> ChipPair:
+        before, after = self.by_id[change.before_id], self.by_id[change.after_id]
+        rasters = (self._raster(before), self._raster(after))
+        view = chip_view(
+            change.geometry, union_bounds([r.bounds for r in rasters]), max(r.gsd for r in rasters)
+        )
+        # Neighbouring changes of the same pair are drawn too, so no outline in a chip is unexplained.
+        neighbours = [
+            (n, c)
+            for n, c in numbered
+            if (c.before_id, c.after_id) == (change.before_id, change.after_id)
+            and c.geometry.intersects(box(*view.box))
+        ]
+        outlines = _outlines(neighbours)
+        label = f"#{row.number} {row.kind}"
+        return ChipPair(
+            change=row,
+            before=self._figure(before, view, outlines, f"{label}, BEFORE"),
+            after=self._figure(after, view, outlines, f"{label}, AFTER"),
+        )
+
+    def _figure(self, obs: Observation, view: View, outlines: Sequence[Outline], role: str) -> Figure:
+        scene = self.scenes[obs.scene_id]
+        raster = self._raster(obs)
+        provider = scene.provider or "unknown provider"
+        source = f"{provider} {scene.sensor}" if scene.sensor else provider
+        attribution = scene.attribution or "no attribution recorded"
+        licence = f"licence: {scene.licence}" if scene.licence else "licence not recorded"
+        caption = (
+            *(("SYNTHETIC DEMO IMAGERY, NOT A REAL PLACE OR EVENT",) if self.synthetic else ()),
+            f"{_datetime(obs.acquired)} | {source} | {obs.gsd:.2f} m",
+            f"{attribution} | {licence}",
+        )
+        metadata = {
+            "Title": f"{self.site.name}: {role} {_date(obs.acquired)}",
+            "Creation Time": _utc(obs.acquired).isoformat(),
+            "Source": source,
+            "Copyright": attribution,
+            "Disclaimer": licence,
+            **({"Warning": "synthetic demo imagery"} if self.synthetic else {}),
+        }
+        uri = render_view(
+            raster.path,
+            view,
+            raster.stretch,
+            outlines,
+            Annotation(f"{role} {_date(obs.acquired)}", caption, metadata),
+        )
+        return Figure(uri, f"{role.split()[-1].capitalize()}: {_datetime(obs.acquired)}, {source}")
+
+    def _confidence(self, changes: Sequence[Change]) -> tuple[str, ...]:
+        flagged = [obs for obs in self.observations if obs.flags]
+        flag_counts = Counter(flag for obs in flagged for flag in obs.flags)
+        flagged_ids = {obs.id for obs in flagged}
+        risky = sum(1 for c in changes if c.before_id in flagged_ids or c.after_id in flagged_ids)
+        detectors = sorted({c.detector for c in changes})
+        method = f"the {', '.join(detectors)} detector" if detectors else "sitewatch's change detector"
+        paragraphs = [
+            f"How changes are found: {method} compares each pair of observations pixel by pixel, after "
+            "both are put on the site grid at the coarser of their two resolutions, aligned to each "
+            "other and radiometrically normalised, and outlines areas that differ more than the "
+            "site's usual variation between images. It is a classic, unsupervised method: no model "
+            "was trained on labelled examples, and it does not know what a building or a vehicle is.",
+            "What confidence means: each change's confidence (0 to 1) is the detector's own score for "
+            "how strongly and consistently that polygon differs. It is not a calibrated probability. "
+            "Differences that are not real change can also score high: residual misregistration "
+            "(along edges of buildings and roads), different illumination and shadows (sun angle, "
+            "season), cloud, haze and cloud shadow, and different sensors or viewing angles.",
+            "Dating: a change is dated to the interval between the last image without it and the first "
+            "image with it. It happened at some time in that interval, not on either date.",
+        ]
+        if flagged:
+            counts = ", ".join(f"{flag} {n}" for flag, n in sorted(flag_counts.items()))
+            paragraphs.append(
+                f"Data quality: {len(flagged)} of {len(self.observations)} observations were flagged by "
+                f"quality checks ({counts}); {risky} of {len(changes)} changes involve a flagged "
+                "observation and deserve extra caution."
+            )
+        else:
+            paragraphs.append(
+                f"Data quality: none of the {len(self.observations)} observations was flagged by quality checks."
+            )
+        if changes:
+            paragraphs.append("Check every change against its before and after images before publishing it.")
+        return tuple(paragraphs)
+
+    def _provenance_row(self, obs: Observation) -> ProvenanceRow:
+        scene = self.scenes[obs.scene_id]
+        return ProvenanceRow(
+            date=_datetime(obs.acquired),
+            provider=scene.provider or "unknown provider",
+            sensor=scene.sensor or "unknown sensor",
+            licence=scene.licence or "not recorded",
+            attribution=scene.attribution or "not recorded",
+            scene=scene.sha256[:12],
+        )
+
+    def _attributions(self) -> tuple[str, ...]:
+        """Each distinct attribution once, in order of first use: the credit line to publish."""
+        found = (self.scenes[obs.scene_id].attribution for obs in self.observations)
+        return tuple(dict.fromkeys(a for a in found if a))
+
+
+def _top(numbered: Sequence[tuple[int, Change]], limit: int) -> list[tuple[int, Change]]:
+    """The changes most worth a chip: largest area weighted by confidence, in table order."""
+    ranked = sorted(numbered, key=lambda nc: -nc[1].area_m2 * nc[1].confidence)[:limit]
+    return sorted(ranked, key=lambda nc: nc[0])
+
+
+def _outlines(numbered: Iterable[tuple[int, Change]]) -> list[Outline]:
+    return [Outline(c.geometry, kind_colour(c.kind), f"#{n}") for n, c in numbered]
+
+
+def _css(colour: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*colour)
+
+
+def _utc(when: datetime) -> datetime:
+    """Timezone-aware UTC; a naive time is taken as UTC, as pystac does."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _date(when: datetime) -> str:
+    return _utc(when).strftime("%Y-%m-%d")
+
+
+def _datetime(when: datetime) -> str:
+    return _utc(when).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _geodesic_area(geometry: BaseGeometry) -> float:
+    area, _ = Geod(ellps="WGS84").geometry_area_perimeter(geometry)
+    return abs(float(area))
+
+
+def _area(square_metres: float) -> str:
+    if square_metres >= 1_000_000:
+        return f"{square_metres / 1_000_000:,.2f} km²"
+    return f"{square_metres:,.0f} m² ({square_metres / 10_000:,.2f} ha)"
+
