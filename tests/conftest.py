@@ -39,3 +39,18 @@ def write_tif(path: Path, data: np.ndarray, **profile: Any) -> Path:
 
 
 UTM_GRID = {"crs": "EPSG:32615", "transform": Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0)}
+
+
+def run_sitewatch(*args: str | Path, workspace: Path | None = None, timeout: float = 300):  # type: ignore[no-untyped-def]
+    """Run the installed ``sitewatch`` command as a user would; returns the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "sitewatch"
+    env = dict(os.environ)
+    if workspace is not None:
+        env["SITEWATCH_WORKSPACE"] = str(workspace)
+    return subprocess.run(
+        [str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 from affine import Affine
 from pyproj import CRS, Transformer
-from shapely import segmentize
+import shapely
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shapely_transform
 
 from sitewatch.catalog.models import Site
 
@@ -29,8 +28,8 @@ def to_crs(geometry: BaseGeometry, src: CRS | str | int, dst: CRS | str | int) -
     """Reproject a shapely geometry, densifying edges first so long straight edges stay faithful."""
     transformer = Transformer.from_crs(src, dst, always_xy=True)
     if CRS.from_user_input(src).is_geographic:
-        geometry = segmentize(geometry, 0.001)
-    return shapely_transform(transformer.transform, geometry)
+        geometry = shapely.segmentize(geometry, 0.001)
+    return shapely.transform(geometry, transformer.transform, interleaved=False)
 
 
 @dataclass(frozen=True)

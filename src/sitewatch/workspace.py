@@ -58,6 +58,7 @@ class Workspace:
             raise WorkspaceError(f"{root}: exists and is not a folder")
         for folder in ("store/scenes", "store/observations", "reports", "exports"):
             (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / ".lock").touch()
         catalog = Catalog(root / Catalog.FILENAME, create=True)
         return cls(root=root, catalog=catalog, settings=settings or Settings(workspace=root))
 

@@ -23,6 +23,7 @@ from uuid import uuid4
 
 from affine import Affine
 from pyproj import CRS
+from rasterio.io import DatasetReader
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
@@ -32,7 +33,7 @@ from sitewatch.grid import SiteGrid, to_crs
 from sitewatch.ingest.metadata import acquired_from_tags, provenance_from_tags
 from sitewatch.ingest.observe import ObservationFile, observe
 from sitewatch.ingest.sources import SceneSource
-from sitewatch.io.raster import Georef, georef_of, gsd_of, open_raster, require_georef
+from sitewatch.io.raster import Georef, georef_of, gsd_of, open_raster, require_georef, transform_of
 from sitewatch.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -170,11 +171,11 @@ def ingest_one(ws: Workspace, source: SceneSource, *, sites: Sequence[Site] = ()
         if not copy:
             scene = replace(scene, path=path.resolve())
         with store_lock(ws):
-            return _commit_scene(ws, scene, source, src, georef, targets)
+            return _commit_scene(ws, scene, source, georef, targets)
 
 
 def _commit_scene(
-    ws: Workspace, scene: Scene, source: SceneSource, src: object, georef: Georef, targets: Sequence[Site]
+    ws: Workspace, scene: Scene, source: SceneSource, georef: Georef, targets: Sequence[Site]
 ) -> IngestOutcome:
     staged = _Staged()
     try:
@@ -258,7 +259,7 @@ def _rebuild_site(
         scene_path = scene.path if scene.path.is_absolute() else ws.store / scene.path
         with open_raster(scene_path, ws.settings.limits) as src:
             georef = stored_georef(scene, src, scene_path)
-            obs_file = _observe_file(ws, site, grid, scene, georef, scene_path, staged, src=src)
+            obs_file = _observe_file(ws, site, grid, scene, georef, scene_path, staged)
         staged.replaced.append(ws.store / obs.path)
         rebuilt.append((site, obs, obs_file))
     return rebuilt
@@ -272,7 +273,6 @@ def _observe_file(
     georef: Georef,
     scene_path: Path,
     staged: _Staged,
-    src: object = None,
 ) -> ObservationFile:
     level = grid.level_for(scene.gsd)
     final = ws.store / "observations" / str(site.id) / f"{scene.sha256[:16]}_L{level}_{uuid4().hex[:8]}.tif"
@@ -288,27 +288,28 @@ def _observe_file(
     return replace(result, path=final)
 
 
-def stored_georef(scene: Scene, src: object, path: Path) -> Georef:
+def stored_georef(scene: Scene, src: DatasetReader, path: Path) -> Georef:
     """A stored scene's georeference: the one given at ingest (world file, --bounds), else the file's."""
     if scene.transform is not None:
         return Georef(crs=CRS.from_user_input(scene.crs), transform=Affine(*scene.transform))
-    return require_georef(path, georef_of(src, path))  # type: ignore[arg-type]
+    return require_georef(path, georef_of(src, path))
 
 
-def _georef(src: object, source: SceneSource) -> Georef:
-    if source.transform is not None or source.crs is not None:
-        own = georef_of(src, source.path)  # type: ignore[arg-type]
-        transform = source.transform or (own.transform if own else None)
-        crs = source.crs or (own.crs if own else None)
-        if transform is None or crs is None:
-            raise InputError(source.path, "give both --bounds and --crs for an image without a georeference")
-        return Georef(crs=crs, transform=transform)
-    return require_georef(source.path, georef_of(src, source.path))  # type: ignore[arg-type]
+def _georef(src: DatasetReader, source: SceneSource) -> Georef:
+    """The file's georeference, with what the user gave (--crs, --bounds) taking precedence."""
+    if source.transform is None and source.crs is None:
+        return require_georef(source.path, georef_of(src, source.path))
+    own = georef_of(src, source.path) if src.crs is not None else None
+    transform = source.transform or transform_of(src, source.path)
+    crs = source.crs or (own.crs if own else None)
+    if transform is None or crs is None:
+        raise InputError(source.path, "give both --bounds and --crs for an image without a georeference")
+    return Georef(crs=crs, transform=transform)
 
 
 def _footprint(georef: Georef, width: int, height: int, path: Path) -> BaseGeometry:
-    left, top = georef.transform * (0, 0)
-    right, bottom = georef.transform * (width, height)
+    left, top = georef.transform @ (0, 0)
+    right, bottom = georef.transform @ (width, height)
     outline = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
     try:
         footprint = to_crs(outline, georef.crs, "EPSG:4326")

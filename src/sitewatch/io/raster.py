@@ -142,7 +142,7 @@ def _parse_world_file(path: Path) -> Affine:
     if a == 0 or e == 0:
         raise GeoreferenceError(path, "world file has a zero pixel size")
     centre = Affine(a, b, c, d, e, f)
-    return centre * Affine.translation(-0.5, -0.5)
+    return centre @ Affine.translation(-0.5, -0.5)
 
 
 @dataclass(frozen=True)
@@ -153,30 +153,35 @@ class Georef:
     transform: Affine
 
 
+def transform_of(src: DatasetReader, path: Path) -> Affine | None:
+    """The pixel-corner transform: the file's own, else a world file beside it, else None.
+
+    Raises:
+        GeoreferenceError: If the grid is rotated or sheared.
+    """
+    own = src.transform if src.transform != Affine.identity() else None
+    transform = own if own is not None and (src.crs is not None or not _has_world_file(path)) else None
+    if transform is None:
+        transform = read_world_file(path)
+    if transform is not None and (transform.b != 0 or transform.d != 0):
+        raise GeoreferenceError(path, "rotated or sheared grids are not supported")
+    return transform
+
+
 def georef_of(src: DatasetReader, path: Path) -> Georef | None:
-    """The georeference of an open raster: its own, else a world file beside it, else None.
+    """The georeference of an open raster (CRS and transform both known), else None.
 
     Raises:
         GeoreferenceError: If the CRS is present but unknown, or the grid is rotated.
     """
-    transform: Affine | None = None
-    crs: CRS | None = None
-    if src.crs is not None:
-        try:
-            crs = CRS.from_user_input(src.crs.to_wkt())
-        except Exception as exc:  # pyproj raises CRSError and others for garbage WKT
-            raise GeoreferenceError(path, f"unknown CRS ({_short(exc)})") from exc
-    if src.transform != Affine.identity() and (src.crs is not None or not _has_world_file(path)):
-        transform = src.transform
-    else:
-        transform = read_world_file(path)
-    if transform is None:
+    if src.crs is None:
         return None
-    if transform.b != 0 or transform.d != 0:
-        raise GeoreferenceError(path, "rotated or sheared grids are not supported")
-    if crs is None:
-        return None
-    return Georef(crs=crs, transform=transform)
+    try:
+        crs = CRS.from_user_input(src.crs.to_wkt())
+    except Exception as exc:  # pyproj raises CRSError and others for garbage WKT
+        raise GeoreferenceError(path, f"unknown CRS ({_short(exc)})") from exc
+    transform = transform_of(src, path)
+    return None if transform is None else Georef(crs=crs, transform=transform)
 
 
 def _has_world_file(path: Path) -> bool:
@@ -188,7 +193,7 @@ def gsd_of(georef: Georef, width: int, height: int) -> float:
     tr = georef.transform
     if georef.crs.is_geographic:
         geod = Geod(ellps="WGS84")
-        lon, lat = tr * (width / 2, height / 2)
+        lon, lat = tr @ (width / 2, height / 2)
         _, _, dx = geod.inv(lon, lat, lon + tr.a, lat)
         _, _, dy = geod.inv(lon, lat, lon, lat + tr.e)
         return float((abs(dx) + abs(dy)) / 2)

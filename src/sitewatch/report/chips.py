@@ -62,6 +62,8 @@ _CHECKER_DARK = 120
 _CAPTION_FONT_PX = 12
 _LABEL_FONT_PX = 14
 _MARGIN = 6
+_CAPTION_COLOUR: RGB = (235, 235, 235)
+_WARNING_COLOUR: RGB = (255, 190, 0)
 _MIN_MARK_PX = 10  # outlines smaller than this on screen also get a ring, so they can be seen
 
 
@@ -95,6 +97,7 @@ class Annotation:
     corner: str  # "BEFORE 2024-05-03"
     caption: tuple[str, ...]  # one entry a paragraph; wrapped to the picture's width
     metadata: Mapping[str, str]  # PNG iTXt chunks (Copyright, Source, Creation Time, ...)
+    warning: str | None = None  # a caption paragraph to stand out ("synthetic demo imagery")
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,7 @@ def to_rgb(data: np.ma.MaskedArray, stretch: Stretch) -> np.ndarray:
 def render_view(
     path: Path,
     view: View,
+    *,
     stretch: Stretch,
     outlines: Sequence[Outline],
     annotation: Annotation,
@@ -282,7 +286,10 @@ def render_view(
     _draw_scale_bar(draw, view)
     _draw_north_arrow(draw, view.width)
     _draw_text(draw, (_MARGIN, _MARGIN), annotation.corner, (255, 255, 255))
-    return png_data_uri(_with_caption(image, annotation.caption), annotation.metadata)
+    paragraphs = [(text, _CAPTION_COLOUR) for text in annotation.caption]
+    if annotation.warning:
+        paragraphs.insert(0, (annotation.warning, _WARNING_COLOUR))
+    return png_data_uri(_with_caption(image, paragraphs), annotation.metadata)
 
 
 def _rings(geometry: BaseGeometry) -> Iterator[LineString]:
@@ -296,7 +303,10 @@ def _draw_outline(draw: ImageDraw.ImageDraw, outline: Outline, transform: Affine
     """Draw the outline over a dark halo, so it shows on bright and dark ground alike."""
     to_pixel = ~transform
     # PIL puts integer coordinates on pixel centres; the transform gives pixel corners.
-    lines = [[(x - 0.5, y - 0.5) for x, y in (to_pixel * xy for xy in ring.coords)] for ring in _rings(outline.geometry)]
+    lines = [
+        [(x - 0.5, y - 0.5) for x, y in (to_pixel * xy for xy in ring.coords)]
+        for ring in _rings(outline.geometry)
+    ]
     if not lines:
         return
     for fill, width in (((0, 0, 0), 4), (outline.colour, 2)):
@@ -345,9 +355,14 @@ def _draw_north_arrow(draw: ImageDraw.ImageDraw, width: int) -> None:
         fill=(255, 255, 255),
         outline=(0, 0, 0),
     )
-    font = _font(_LABEL_FONT_PX)
     draw.text(
-        (cx, top + 16), "N", font=font, fill=(255, 255, 255), anchor="ma", stroke_width=2, stroke_fill=(0, 0, 0)
+        (cx, top + 16),
+        "N",
+        font=_font(_LABEL_FONT_PX),
+        fill=(255, 255, 255),
+        anchor="ma",
+        stroke_width=2,
+        stroke_fill=(0, 0, 0),
     )
 
 
@@ -357,17 +372,18 @@ def _draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, co
     )
 
 
-def _with_caption(image: Image.Image, paragraphs: Sequence[str]) -> Image.Image:
-    """The picture with a dark strip below it holding the wrapped caption."""
+def _with_caption(image: Image.Image, paragraphs: Sequence[tuple[str, RGB]]) -> Image.Image:
+    """The picture with a dark strip below it holding the wrapped caption paragraphs."""
     font = _font(_CAPTION_FONT_PX)
-    lines = [line for text in paragraphs for line in _wrap(_printable(text), font, image.width - 2 * _MARGIN)]
+    width = image.width - 2 * _MARGIN
+    lines = [(line, colour) for text, colour in paragraphs for line in _wrap(_printable(text), font, width)]
     line_height = _CAPTION_FONT_PX + 4
     strip = 2 * _MARGIN + line_height * len(lines) - 4 if lines else 0
     framed = Image.new("RGB", (image.width, image.height + strip), (24, 24, 24))
     framed.paste(image, (0, 0))
     draw = ImageDraw.Draw(framed)
-    for i, line in enumerate(lines):
-        draw.text((_MARGIN, image.height + _MARGIN + i * line_height), line, font=font, fill=(235, 235, 235))
+    for i, (line, colour) in enumerate(lines):
+        draw.text((_MARGIN, image.height + _MARGIN + i * line_height), line, font=font, fill=colour)
     return framed
 
 

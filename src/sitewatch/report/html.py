@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import Literal
 from uuid import uuid4
 
 import jinja2
@@ -34,8 +35,8 @@ from sitewatch.report.chips import (
     Outline,
     Stretch,
     View,
-    chip_view,
     check_site_grid,
+    chip_view,
     display_bands,
     kind_colour,
     overview_view,
@@ -144,7 +145,7 @@ class ReportPage:
     version: str = field(default=__version__)
 
 
-def render_report(
+def render_report(  # noqa: PLR0917 - the signature the CLI and the dashboard share
     site: Site,
     observations: Sequence[Observation],
     scenes_by_id: dict[int, Scene],
@@ -324,11 +325,8 @@ class _PageBuilder:
     def _change_row(self, number: int, change: Change) -> ChangeRow:
         centroid = change.geometry.centroid
         lon, lat = self._to_wgs84.transform(centroid.x, centroid.y)
-        flagged = [
-            f"{role}: {', '.join(obs.flags)}"
-            for role, obs in (("before", self.by_id[change.before_id]), ("after", self.by_id[change.after_id]))
-            if obs.flags
-        ]
+        pair = (("before", self.by_id[change.before_id]), ("after", self.by_id[change.after_id]))
+        flagged = [f"{role}: {', '.join(obs.flags)}" for role, obs in pair if obs.flags]
         return ChangeRow(
             number=number,
             kind=change.kind,
@@ -352,7 +350,9 @@ class _PageBuilder:
 
         return sorted(pairs, key=when)
 
-    def _pair_section(self, before_id: int, after_id: int, numbered: Sequence[tuple[int, Change]]) -> PairSection:
+    def _pair_section(
+        self, before_id: int, after_id: int, numbered: Sequence[tuple[int, Change]]
+    ) -> PairSection:
         before, after = self.by_id[before_id], self.by_id[after_id]
         box = union_bounds([self._raster(before).bounds, self._raster(after).bounds])
         view = overview_view(box)
@@ -360,8 +360,8 @@ class _PageBuilder:
         outlines = _outlines(mine)
         return PairSection(
             interval=f"{_date(before.acquired)} to {_date(after.acquired)}",
-            before=self._figure(before, view, outlines, "BEFORE"),
-            after=self._figure(after, view, outlines, "AFTER"),
+            before=self._figure(before, view, outlines, "before"),
+            after=self._figure(after, view, outlines, "after"),
             change_numbers=tuple(n for n, _ in mine),
         )
 
@@ -382,22 +382,27 @@ class _PageBuilder:
         label = f"#{row.number} {row.kind}"
         return ChipPair(
             change=row,
-            before=self._figure(before, view, outlines, f"{label}, BEFORE"),
-            after=self._figure(after, view, outlines, f"{label}, AFTER"),
+            before=self._figure(before, view, outlines, "before", label),
+            after=self._figure(after, view, outlines, "after", label),
         )
 
-    def _figure(self, obs: Observation, view: View, outlines: Sequence[Outline], role: str) -> Figure:
+    def _figure(
+        self,
+        obs: Observation,
+        view: View,
+        outlines: Sequence[Outline],
+        when: Literal["before", "after"],
+        label: str = "",
+    ) -> Figure:
+        """One view of one observation, captioned (in the image and under it) with its provenance."""
+        role = f"{label}, {when.upper()}" if label else when.upper()
         scene = self.scenes[obs.scene_id]
         raster = self._raster(obs)
         provider = scene.provider or "unknown provider"
         source = f"{provider} {scene.sensor}" if scene.sensor else provider
         attribution = scene.attribution or "no attribution recorded"
         licence = f"licence: {scene.licence}" if scene.licence else "licence not recorded"
-        caption = (
-            *(("SYNTHETIC DEMO IMAGERY, NOT A REAL PLACE OR EVENT",) if self.synthetic else ()),
-            f"{_datetime(obs.acquired)} | {source} | {obs.gsd:.2f} m",
-            f"{attribution} | {licence}",
-        )
+        caption = (f"{_datetime(obs.acquired)} | {source} | {obs.gsd:.2f} m", f"{attribution} | {licence}")
         metadata = {
             "Title": f"{self.site.name}: {role} {_date(obs.acquired)}",
             "Creation Time": _utc(obs.acquired).isoformat(),
@@ -409,11 +414,16 @@ class _PageBuilder:
         uri = render_view(
             raster.path,
             view,
-            raster.stretch,
-            outlines,
-            Annotation(f"{role} {_date(obs.acquired)}", caption, metadata),
+            stretch=raster.stretch,
+            outlines=outlines,
+            annotation=Annotation(
+                f"{role} {_date(obs.acquired)}",
+                caption,
+                metadata,
+                warning="SYNTHETIC DEMO IMAGERY: NOT A REAL PLACE OR EVENT" if self.synthetic else None,
+            ),
         )
-        return Figure(uri, f"{role.split()[-1].capitalize()}: {_datetime(obs.acquired)}, {source}")
+        return Figure(uri, f"{when.capitalize()}: {_datetime(obs.acquired)}, {source}")
 
     def _confidence(self, changes: Sequence[Change]) -> tuple[str, ...]:
         flagged = [obs for obs in self.observations if obs.flags]
@@ -445,7 +455,8 @@ class _PageBuilder:
             )
         else:
             paragraphs.append(
-                f"Data quality: none of the {len(self.observations)} observations was flagged by quality checks."
+                f"Data quality: none of the {len(self.observations)} observations was flagged by "
+                "quality checks."
             )
         if changes:
             paragraphs.append("Check every change against its before and after images before publishing it.")
@@ -504,4 +515,3 @@ def _area(square_metres: float) -> str:
     if square_metres >= 1_000_000:
         return f"{square_metres / 1_000_000:,.2f} km²"
     return f"{square_metres:,.0f} m² ({square_metres / 10_000:,.2f} ha)"
-
