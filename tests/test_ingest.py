@@ -12,12 +12,12 @@ import rasterio
 from affine import Affine
 from PIL import Image
 from rio_cogeo.cogeo import cog_validate
+from tests.conftest import run_sitewatch, write_tif
 
 from sitewatch.ingest.pipeline import ingest
 from sitewatch.ingest.sources import SceneSource
 from sitewatch.sites import from_bbox, new_site
 from sitewatch.workspace import Workspace
-from tests.conftest import run_sitewatch, write_tif
 
 # A site of about 300 x 300 m around 367000 E, 4104000 N (UTM 15N, near Joplin).
 SITE_BBOX = "-94.4984,37.0729,-94.4951,37.0755"
@@ -28,7 +28,9 @@ def _scene(tmp_path: Path, name: str, seed: int, gsd: float = 0.5, size: int = 1
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 255, (3, int(size * 0.5 / gsd), int(size * 0.5 / gsd)), dtype=np.uint8)
     grid = {"crs": "EPSG:32615", "transform": Affine(gsd, 0, 366700.0, 0, -gsd, 4104400.0)}
-    return write_tif(tmp_path / name, data, **grid, tags={"DATETIME": f"2024-0{seed}-01T10:00:00Z", "PROVIDER": "test"})
+    return write_tif(
+        tmp_path / name, data, **grid, tags={"DATETIME": f"2024-0{seed}-01T10:00:00Z", "PROVIDER": "test"}
+    )
 
 
 @pytest.fixture
@@ -63,8 +65,10 @@ def test_duplicate_is_skipped_and_no_site_reported(ws: Workspace, tmp_path: Path
     path = _scene(tmp_path, "a.tif", 1)
     ingest(ws, [_source(path)])
     far = write_tif(
-        tmp_path / "far.tif", np.ones((1, 10, 10), np.uint8),
-        crs="EPSG:32633", transform=Affine(10, 0, 340000, 0, -10, 5850000),
+        tmp_path / "far.tif",
+        np.ones((1, 10, 10), np.uint8),
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 340000, 0, -10, 5850000),
         tags={"DATETIME": "2024-01-01"},
     )
     dup, none = ingest(ws, [_source(path), _source(far)])
@@ -104,7 +108,9 @@ def test_plain_png_with_world_file_and_crs(tmp_path: Path) -> None:
     (tmp_path / "aerial.pgw").write_text("0.5\n0\n0\n-0.5\n366700.25\n4104399.75\n")
     no_crs = run_sitewatch("ingest", image, "--datetime", "2024-05-01", workspace=ws_dir)
     assert no_crs.returncode == 1 and "aerial.png" in no_crs.stderr
-    done = run_sitewatch("ingest", image, "--datetime", "2024-05-01", "--crs", "EPSG:32615", "--json", workspace=ws_dir)
+    done = run_sitewatch(
+        "ingest", image, "--datetime", "2024-05-01", "--crs", "EPSG:32615", "--json", workspace=ws_dir
+    )
     assert done.returncode == 0, done.stderr
     (scene,) = json.loads(done.stdout)["scenes"]
     assert scene["status"] == "ingested" and scene["sites"] == ["s"]
@@ -119,8 +125,17 @@ def test_plain_jpeg_with_bounds(tmp_path: Path) -> None:
     bounds = "366700,4104000,366900,4104400"
     missing = run_sitewatch("ingest", image, "--datetime", "2024-05-01", workspace=ws_dir)
     assert missing.returncode == 1 and "photo.jpg: no georeference" in missing.stderr
-    done = run_sitewatch("ingest", image, "--datetime", "2024-05-01", "--bounds", bounds, "--crs", "EPSG:32615",
-                         workspace=ws_dir)
+    done = run_sitewatch(
+        "ingest",
+        image,
+        "--datetime",
+        "2024-05-01",
+        "--bounds",
+        bounds,
+        "--crs",
+        "EPSG:32615",
+        workspace=ws_dir,
+    )
     assert done.returncode == 0, done.stderr
     assert "1 ingested" in done.stdout
 
@@ -150,10 +165,15 @@ def test_joplin_two_crss_on_one_grid(datasets: Path, tmp_path: Path) -> None:
     joplin = datasets / "joplin-tornado"
     with Workspace.create(tmp_path / "ws") as ws:
         ws.catalog.add_site(new_site("joplin", from_bbox("-94.497,37.066,-94.488,37.074")))
-        outcomes = ingest(ws, [
-            _source(joplin / "joplin_pre_nad83-utm15n_0.6m.tif", acquired=datetime(2011, 4, 1, tzinfo=UTC)),
-            _source(joplin / "joplin_post_wgs84.tif", acquired=datetime(2011, 5, 24, tzinfo=UTC)),
-        ])
+        outcomes = ingest(
+            ws,
+            [
+                _source(
+                    joplin / "joplin_pre_nad83-utm15n_0.6m.tif", acquired=datetime(2011, 4, 1, tzinfo=UTC)
+                ),
+                _source(joplin / "joplin_post_wgs84.tif", acquired=datetime(2011, 5, 24, tzinfo=UTC)),
+            ],
+        )
         assert [o.status for o in outcomes] == ["ingested", "ingested"]
         site = ws.catalog.site("joplin")
         pre, post = ws.catalog.observations(site)

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import UTM_GRID, write_tif
 
 from sitewatch.errors import GeoreferenceError, RasterRefused
 from sitewatch.io.raster import georef_of, gsd_of, open_raster, read_array, read_world_file
 from sitewatch.settings import Limits
-from tests.conftest import UTM_GRID, write_tif
 
 SECRET_VRT = """<VRTDataset rasterXSize="8" rasterYSize="8">
   <VRTRasterBand dataType="Byte" band="1">
@@ -40,8 +40,18 @@ def test_huge_declared_tiff_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "bomb.tif"
     with rasterio.open(
-        path, "w", driver="GTiff", width=60000, height=60000, count=3, dtype="uint8",
-        tiled=True, blockxsize=1024, blockysize=1024, compress="deflate", SPARSE_OK=True,
+        path,
+        "w",
+        driver="GTiff",
+        width=60000,
+        height=60000,
+        count=3,
+        dtype="uint8",
+        tiled=True,
+        blockxsize=1024,
+        blockysize=1024,
+        compress="deflate",
+        SPARSE_OK=True,
     ):
         pass
     assert path.stat().st_size < 1_000_000
@@ -95,14 +105,16 @@ def test_malformed_world_file(tmp_path: Path) -> None:
 
 def test_gsd_in_metres_for_projected_and_geographic(tmp_path: Path) -> None:
     path = write_tif(tmp_path / "utm.tif", np.zeros((1, 10, 10), np.uint8), **UTM_GRID)
-    data, georef = read_array(path)
+    _data, georef = read_array(path)
     assert georef is not None
     assert gsd_of(georef, 10, 10) == pytest.approx(0.5)
     from affine import Affine
 
     geo = write_tif(
-        tmp_path / "ll.tif", np.zeros((1, 10, 10), np.uint8),
-        crs="EPSG:4326", transform=Affine(6e-6, 0, -94.5, 0, -6e-6, 37.07),
+        tmp_path / "ll.tif",
+        np.zeros((1, 10, 10), np.uint8),
+        crs="EPSG:4326",
+        transform=Affine(6e-6, 0, -94.5, 0, -6e-6, 37.07),
     )
     _, georef = read_array(geo)
     assert georef is not None

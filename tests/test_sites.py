@@ -45,11 +45,17 @@ def test_geojson_errors(tmp_path: Path) -> None:
     with pytest.raises(GeometryError, match="must be a polygon"):
         read_geojson_geometry(line)
     bowtie = tmp_path / "bowtie.geojson"
-    bowtie.write_text(json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [0.01, 0.01], [0.01, 0], [0, 0.01], [0, 0]]]}))
+    bowtie.write_text(
+        json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [0.01, 0.01], [0.01, 0], [0, 0.01], [0, 0]]]})
+    )
     with pytest.raises(GeometryError, match="invalid polygon"):
         read_geojson_geometry(bowtie)
     utm = tmp_path / "utm.geojson"
-    utm.write_text(json.dumps({"type": "Polygon", "coordinates": [[[500000, 0], [500100, 0], [500100, 100], [500000, 0]]]}))
+    utm.write_text(
+        json.dumps(
+            {"type": "Polygon", "coordinates": [[[500000, 0], [500100, 0], [500100, 100], [500000, 0]]]}
+        )
+    )
     with pytest.raises(GeometryError, match="lon/lat"):
         read_geojson_geometry(utm)
 
@@ -92,6 +98,6 @@ def test_grid_levels_nest() -> None:
     assert grid.level_for(10.0) == 4 and grid.level_for(0.3) == 0  # never finer than the base
     t0, t3 = grid.transform_at(0), grid.transform_at(3)
     assert (t0.c, t0.f) == (t3.c, t3.f) and t3.a == 8 * t0.a
-    rows0, cols0 = grid.shape_at(0)
-    rows3, cols3 = grid.shape_at(3)
+    _rows0, cols0 = grid.shape_at(0)
+    _rows3, cols3 = grid.shape_at(3)
     assert cols3 * 8 >= cols0 > (cols3 - 1) * 8

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
-import shapely
 from shapely.geometry.base import BaseGeometry
 
 from sitewatch.catalog.models import Site
@@ -62,7 +62,7 @@ class SiteGrid:
 
     def gsd_at(self, level: int) -> float:
         """Pixel size at LEVEL."""
-        return self.base_gsd * 2**level
+        return float(self.base_gsd * 2.0**level)
 
     def shape_at(self, level: int) -> tuple[int, int]:
         """(rows, cols) at LEVEL: the extent covered, rounded up to whole pixels."""
@@ -81,4 +81,10 @@ def grid_frame(geometry_wgs84: BaseGeometry) -> tuple[int, float, float, float, 
     epsg = utm_epsg(centre.x, centre.y)
     left, bottom, right, top = to_crs(geometry_wgs84, "EPSG:4326", epsg).bounds
     origin_x, origin_y = math.floor(left), math.ceil(top)
-    return epsg, float(origin_x), float(origin_y), float(math.ceil(right) - origin_x), float(origin_y - math.floor(bottom))
+    return (
+        epsg,
+        float(origin_x),
+        float(origin_y),
+        float(math.ceil(right) - origin_x),
+        float(origin_y - math.floor(bottom)),
+    )

@@ -26,6 +26,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def slug(name: str) -> str:
+    """A file-name-safe form of a site name (names are user input: no separators, no dots)."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "site"
+
+
 @dataclass
 class Workspace:
     """An open workspace. Paths in the catalog are relative to :attr:`store`."""

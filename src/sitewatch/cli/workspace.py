@@ -18,7 +18,11 @@ def init(
     from sitewatch.workspace import Workspace
 
     with Workspace.create(directory) as ws:
-        info = {"workspace": str(ws.root.resolve()), "catalog": str(ws.catalog.path), "journal": ws.catalog.journal_mode}
+        info = {
+            "workspace": str(ws.root.resolve()),
+            "catalog": str(ws.catalog.path),
+            "journal": ws.catalog.journal_mode,
+        }
     if as_json:
         print_json(info)
     else:

@@ -7,7 +7,14 @@ from datetime import UTC, date, datetime
 
 from sitewatch.errors import InputError
 
-_TIME_TAGS = ("DATETIME", "ACQUISITION_DATETIME", "ACQUISITIONDATETIME", "SENSING_TIME", "TIFFTAG_DATETIME", "DATE")
+_TIME_TAGS = (
+    "DATETIME",
+    "ACQUISITION_DATETIME",
+    "ACQUISITIONDATETIME",
+    "SENSING_TIME",
+    "TIFFTAG_DATETIME",
+    "DATE",
+)
 _PROVIDER_TAGS = ("PROVIDER", "SOURCE", "PRODUCER")
 _SENSOR_TAGS = ("SENSOR", "PLATFORM", "SATELLITE")
 _LICENCE_TAGS = ("LICENSE", "LICENCE")
@@ -27,9 +34,11 @@ def parse_datetime(text: str, source: str = "--datetime") -> datetime:
     compact = _COMPACT_TIME.match(value)
     try:
         if tiff:
-            parsed = datetime(*(int(g) for g in tiff.groups()))
+            year, month, day, hour, minute, second = (int(g) for g in tiff.groups())
+            parsed = datetime(year, month, day, hour, minute, second)
         elif compact:
-            parsed = datetime(*(int(g) for g in compact.groups() if g is not None))
+            year, month, day, hour, minute, second = (int(g or 0) for g in compact.groups())
+            parsed = datetime(year, month, day, hour, minute, second)
         elif len(value) == 10:
             parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
         else:

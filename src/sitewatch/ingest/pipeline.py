@@ -184,7 +184,7 @@ def _commit_scene(
             _copy_into_store(source.path, stored)
             staged.files.append(stored)
         plans = [_plan_site(ws, site, scene.gsd) for site in targets]
-        observed = []
+        observed: list[tuple[Site, Observation | None, ObservationFile]] = []
         for site, grid, rebuild in plans:
             if rebuild:
                 observed.extend(_rebuild_site(ws, site, grid, staged))
@@ -251,9 +251,9 @@ def _plan_site(ws: Workspace, site: Site, gsd: float) -> tuple[Site, SiteGrid, b
 
 def _rebuild_site(
     ws: Workspace, site: Site, grid: SiteGrid, staged: _Staged
-) -> list[tuple[Site, Observation, ObservationFile]]:
+) -> list[tuple[Site, Observation | None, ObservationFile]]:
     """Rebuild a site's observations from their scenes on a refined grid."""
-    rebuilt = []
+    rebuilt: list[tuple[Site, Observation | None, ObservationFile]] = []
     for obs in ws.catalog.observations(site):
         scene = ws.catalog.scene(obs.scene_id)
         scene_path = scene.path if scene.path.is_absolute() else ws.store / scene.path

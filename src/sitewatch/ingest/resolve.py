@@ -42,7 +42,9 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES | {".json"})
+            inside = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES | {".json"}
+            )
             if not inside:
                 raise InputError(path, "folder holds no rasters or STAC JSON files")
             found.extend(inside)

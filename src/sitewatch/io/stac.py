@@ -39,8 +39,11 @@ from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
+from pystac.catalog import Catalog
 from pystac.link import Link
+from pystac.serialization.identify import STACVersionID
 from pystac.stac_io import DefaultStacIO
+from pystac.stac_object import STACObject
 from pystac.utils import HREF
 from pystac_client.stac_api_io import StacApiIO
 from requests.adapters import HTTPAdapter
@@ -551,6 +554,24 @@ def read_local_text(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
 # pystac and pystac-client I/O.
 
 
+def require_modern_stac(source: str | os.PathLike[str], document: dict[str, Any]) -> None:
+    """Refuse a document without ``stac_version`` or older than STAC 1.0.0-beta.1.
+
+    pystac merges such old items with their collection by reading the item's collection link with
+    the *global default* StacIO (``pystac/serialization/common_properties.py``), which no guard
+    passed per call can reach: an old-looking item could make it read any file or URL. The test
+    mirrors pystac's own, so every document it lets through skips that read.
+
+    Raises:
+        StacError: If the version is missing or too old.
+    """
+    version = document.get("stac_version")
+    if not isinstance(version, str):
+        raise StacError(source, "no stac_version: not a STAC document")
+    if not STACVersionID(version) > "0.9.0":
+        raise StacError(source, f"STAC {version} is not supported (1.0.0 or later is)")
+
+
 class GuardedStacIO(DefaultStacIO):
     """pystac I/O that reads only through sitewatch's checks.
 
@@ -583,6 +604,21 @@ class GuardedStacIO(DefaultStacIO):
             raise UnsafeHref(href, f"resolves to {path}, outside the catalog folder {self.root}")
         return read_local_text(path, self.limits)
 
+    def stac_object_from_dict(
+        self,
+        d: dict[str, Any],
+        href: HREF | None = None,
+        root: Catalog | None = None,
+        preserve_dict: bool = True,
+    ) -> STACObject:
+        """Build a pystac object from D, after refusing STAC too old to build safely.
+
+        Raises:
+            StacError: See :func:`require_modern_stac`.
+        """
+        require_modern_stac(os.fspath(href) if href is not None else "STAC document", d)
+        return super().stac_object_from_dict(d, href, root, preserve_dict)
+
     def close(self) -> None:
         """Close the HTTP session's pooled connections."""
         self.session.close()
@@ -601,6 +637,21 @@ class GuardedApiIO(StacApiIO):
         self.policy = policy
         self.limits = limits
         guard_session(self.session, policy)
+
+    def stac_object_from_dict(
+        self,
+        d: dict[str, Any],
+        href: HREF | None = None,
+        root: Catalog | None = None,
+        preserve_dict: bool = True,
+    ) -> STACObject:
+        """Build a pystac-client object from D, after refusing STAC too old to build safely.
+
+        Raises:
+            StacError: See :func:`require_modern_stac`.
+        """
+        require_modern_stac(os.fspath(href) if href is not None else "STAC API response", d)
+        return super().stac_object_from_dict(d, href, root, preserve_dict)
 
     def read_text(self, source: HREF, *args: Any, **kwargs: Any) -> str:
         """Read SOURCE (a URL or a pagination Link) through :meth:`request`.

@@ -209,8 +209,8 @@ def read_view(src: DatasetReader, view: View, bands: Sequence[int]) -> np.ma.Mas
     left, right = max(view.box.left, bounds.left), min(view.box.right, bounds.right)
     bottom, top = max(view.box.bottom, bounds.bottom), min(view.box.top, bounds.top)
     to_pixel = ~view.transform
-    col0, row0 = (round(v) for v in to_pixel * (left, top))
-    col1, row1 = (round(v) for v in to_pixel * (right, bottom))
+    col0, row0 = (round(v) for v in to_pixel @ (left, top))
+    col1, row1 = (round(v) for v in to_pixel @ (right, bottom))
     if col1 <= col0 or row1 <= row0:
         return out
     window = from_bounds(left, bottom, right, top, src.transform)
@@ -304,7 +304,7 @@ def _draw_outline(draw: ImageDraw.ImageDraw, outline: Outline, transform: Affine
     to_pixel = ~transform
     # PIL puts integer coordinates on pixel centres; the transform gives pixel corners.
     lines = [
-        [(x - 0.5, y - 0.5) for x, y in (to_pixel * xy for xy in ring.coords)]
+        [(x - 0.5, y - 0.5) for x, y in (to_pixel @ xy for xy in ring.coords)]
         for ring in _rings(outline.geometry)
     ]
     if not lines:
@@ -426,5 +426,5 @@ def png_data_uri(image: Image.Image, metadata: Mapping[str, str]) -> str:
     for key, value in metadata.items():
         info.add_itxt(key, _printable(value))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True, pnginfo=info)
+    image.save(buffer, format="PNG", pnginfo=info)  # optimize=True: 3x the time, under 2 % smaller
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

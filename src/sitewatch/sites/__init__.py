@@ -3,4 +3,11 @@
 from sitewatch.sites.geometry import from_bbox, from_point, read_geojson_geometry
 from sitewatch.sites.watchlist import export_watchlist, import_watchlist, new_site
 
-__all__ = ["export_watchlist", "from_bbox", "from_point", "import_watchlist", "new_site", "read_geojson_geometry"]
+__all__ = [
+    "export_watchlist",
+    "from_bbox",
+    "from_point",
+    "import_watchlist",
+    "new_site",
+    "read_geojson_geometry",
+]

@@ -84,13 +84,19 @@ def import_watchlist(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Site]:
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise GeometryError(path, f"site {name!r}: 'tags' must be a list of strings")
             gsd = props.get("gsd")
-            sites[name] = {"geometry": geometry, "tags": tags, "gsd": float(gsd) if gsd else None, "zones": []}
+            sites[name] = {
+                "geometry": geometry,
+                "tags": tags,
+                "gsd": float(gsd) if gsd else None,
+                "zones": [],
+            }
     for site_name, zone in zones:
         if site_name not in sites:
             raise GeometryError(path, f"zone {zone.name!r} names unknown site {site_name!r}")
         sites[site_name]["zones"].append(zone)
     return [
-        new_site(name, s["geometry"], tags=s["tags"], zones=s["zones"], gsd=s["gsd"]) for name, s in sites.items()
+        new_site(name, s["geometry"], tags=s["tags"], zones=s["zones"], gsd=s["gsd"])
+        for name, s in sites.items()
     ]
 
 

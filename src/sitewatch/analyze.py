@@ -1,0 +1,197 @@
+"""The site's change stage: compare consecutive usable observations and store dated change polygons.
+
+Pure work happens in :mod:`sitewatch.change` (arrays in, arrays and polygons out); this module is
+the edge that reads observations from the store and writes changes to the catalog and GeoJSON.
+Two observations are compared at the coarser of their levels, on the site grid, so they line up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from shapely.geometry import mapping
+
+from sitewatch.catalog.models import Change, Observation, Scene, Site
+from sitewatch.grid import SiteGrid, to_crs
+from sitewatch.io.raster import open_raster
+from sitewatch.workspace import Workspace, atomic_path, slug
+
+log = logging.getLogger(__name__)
+
+#: Observations with less valid data than this are not compared (reason kept in the result).
+MIN_VALID_FRACTION = 0.5
+#: An 8-bit observation with more cloud-like pixels than this is left out as cloudy.
+MAX_CLOUD_FRACTION = 0.3
+
+
+@dataclass(frozen=True)
+class PairDone:
+    """Progress event: one more pair of observations compared."""
+
+    before: Observation
+    after: Observation
+    changes: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What ``analyze`` did for one site."""
+
+    site: str
+    detector: str
+    pairs: int
+    changes: list[Change]
+    skipped: dict[int, str]  # observation id -> reason
+    geojson: Path | None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One observation read onto the comparison grid."""
+
+    pixels: np.ndarray  # float32 (bands, rows, cols)
+    valid: np.ndarray  # bool (rows, cols)
+
+
+def read_layer(ws: Workspace, obs: Observation, grid: SiteGrid, level: int) -> Layer:
+    """Read an observation onto the site grid at LEVEL (same origin; coarser levels are averaged)."""
+    rows, cols = grid.shape_at(level)
+    with open_raster(ws.store / obs.path, ws.settings.limits) as src:
+        if obs.level == level:
+            data = src.read(out_shape=(src.count, rows, cols), boundless=False)
+            valid = src.dataset_mask(out_shape=(rows, cols)) > 0
+        else:
+            options = {"crs": src.crs, "transform": grid.transform_at(level), "width": cols, "height": rows}
+            with WarpedVRT(src, resampling=Resampling.average, **options) as vrt:
+                data = vrt.read()
+                valid = vrt.dataset_mask() > 0
+    return Layer(pixels=data.astype(np.float32), valid=valid)
+
+
+def cloud_fraction(layer: Layer, dtype: str) -> tuple[float, np.ndarray]:
+    """Share of valid pixels that look like thick cloud (bright and grey), and their mask.
+
+    A first screen for 8-bit imagery only; the alignment issue brings spectral cloud and haze masks.
+    """
+    if dtype != "uint8" or layer.pixels.shape[0] < 3:
+        return 0.0, np.zeros(layer.valid.shape, bool)
+    rgb = layer.pixels[:3]
+    bright = rgb.min(axis=0) > 200
+    grey = (rgb.max(axis=0) - rgb.min(axis=0)) < 30
+    cloud = bright & grey & layer.valid
+    return float(cloud.sum() / max(1, layer.valid.sum())), cloud
+
+
+def usable(ws: Workspace, observations: Sequence[Observation]) -> tuple[list[Observation], dict[int, str]]:
+    """Observations fit to compare, and the reason each other one was left out."""
+    keep, skipped = [], {}
+    for obs in observations:
+        if obs.valid_fraction < MIN_VALID_FRACTION:
+            skipped[obs.id or 0] = f"only {obs.valid_fraction:.0%} of the site has data"
+        elif "cloudy" in obs.flags:
+            skipped[obs.id or 0] = "cloudy"
+        else:
+            keep.append(obs)
+    return keep, skipped
+
+
+def analyze_site(
+    ws: Workspace,
+    site_name: str,
+    *,
+    detector: str = "cva",
+    on_progress: Callable[[PairDone], None] | None = None,
+) -> AnalysisResult:
+    """Find change between consecutive usable observations of a site; store and export it."""
+    from sitewatch.change import get_detector, vectorize
+
+    site = ws.catalog.site(site_name)
+    method = get_detector(detector)()
+    observations, skipped = usable(ws, ws.catalog.observations(site))
+    scenes = {obs.id or 0: ws.catalog.scene(obs.scene_id) for obs in observations}
+    found: list[Change] = []
+    clear: list[Observation] = []
+    if site.base_gsd is None:
+        return AnalysisResult(site.name, detector, 0, [], skipped, None)
+    grid = SiteGrid.of(site)
+    for obs in observations:
+        layer = read_layer(ws, obs, grid, obs.level)
+        fraction, _ = cloud_fraction(layer, scenes[obs.id or 0].dtype)
+        if fraction > MAX_CLOUD_FRACTION:
+            skipped[obs.id or 0] = f"cloudy ({fraction:.0%} of the site)"
+            continue
+        clear.append(obs)
+    pairs = list(zip(clear, clear[1:], strict=False))
+    for number, (before, after) in enumerate(pairs, start=1):
+        level = max(before.level, after.level)
+        a = read_layer(ws, before, grid, level)
+        b = read_layer(ws, after, grid, level)
+        _, cloud_a = cloud_fraction(a, scenes[before.id or 0].dtype)
+        _, cloud_b = cloud_fraction(b, scenes[after.id or 0].dtype)
+        valid = a.valid & b.valid & ~cloud_a & ~cloud_b
+        result = method.detect(a.pixels, b.pixels, valid, grid.gsd_at(level))
+        regions = vectorize(result, a.pixels, b.pixels, grid.transform_at(level), grid.gsd_at(level))
+        pair_changes = [
+            Change(
+                site_id=site.id or 0,
+                before_id=before.id or 0,
+                after_id=after.id or 0,
+                kind=region.kind,
+                geometry=region.geometry,
+                area_m2=region.area_m2,
+                confidence=region.confidence,
+                date_from=before.acquired,
+                date_to=after.acquired,
+                detector=detector,
+            )
+            for region in regions
+        ]
+        found.extend(pair_changes)
+        if on_progress is not None:
+            on_progress(PairDone(before, after, len(pair_changes), number, len(pairs)))
+    stored = ws.catalog.replace_changes(site, detector, found)
+    geojson = export_changes(ws, site, stored, scenes)
+    return AnalysisResult(site.name, detector, len(pairs), stored, skipped, geojson)
+
+
+def changes_geojson(site: Site, changes: Sequence[Change], scenes_by_obs: dict[int, Scene]) -> dict[str, Any]:
+    """Changes as a WGS84 FeatureCollection carrying dates, provider and attribution of both images."""
+    features = []
+    for change in changes:
+        before, after = scenes_by_obs.get(change.before_id), scenes_by_obs.get(change.after_id)
+        props: dict[str, Any] = {
+            "site": site.name,
+            "kind": change.kind,
+            "area_m2": round(change.area_m2, 1),
+            "confidence": round(change.confidence, 3),
+            "date_from": change.date_from.isoformat(),
+            "date_to": change.date_to.isoformat(),
+            "detector": change.detector,
+        }
+        for role, scene in (("before", before), ("after", after)):
+            if scene is not None:
+                props[f"{role}_provider"] = scene.provider
+                props[f"{role}_attribution"] = scene.attribution
+                props[f"{role}_licence"] = scene.licence
+        geometry = to_crs(change.geometry, site.epsg, "EPSG:4326")
+        features.append({"type": "Feature", "geometry": mapping(geometry), "properties": props})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def export_changes(ws: Workspace, site: Site, changes: Sequence[Change], scenes_by_obs: dict[int, Scene]) -> Path:
+    """Write the site's changes as GeoJSON in the workspace's exports folder."""
+    out = ws.exports / f"{slug(site.name)}-changes.geojson"
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(changes_geojson(site, changes, scenes_by_obs), indent=1), encoding="utf-8")
+    return out
+
