@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,13 +21,12 @@ from rasterio.coords import BoundingBox
 from shapely.geometry import box
 from tests.conftest import UTM_GRID, write_tif
 
-import sitewatch.report.html as report_html
 from sitewatch.catalog.models import Change, Observation, Scene, Site, Zone
 from sitewatch.errors import GeoreferenceError, InputError, NotFound, RasterRefused, SitewatchError
 from sitewatch.report import render_report
 from sitewatch.report.chips import KIND_COLOURS, Stretch, chip_view, display_bands, to_rgb
 
-TRANSFORM: Affine = UTM_GRID["transform"]  # 0.5 m, EPSG:32615
+TRANSFORM = Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0)  # as UTM_GRID: 0.5 m, EPSG:32615
 EPSG = 32615
 SIZE = 96  # pixels a side: 48 m
 HOSTILE_NAME = "<script>alert(1)</script>"
@@ -49,13 +49,9 @@ def ground(rows: tuple[int, int, int, int]) -> shapely.Polygon:
     return box(x0, y1, x1, y0)
 
 
-def write_observation(
-    path: Path, data: np.ndarray, valid: np.ndarray | None = None, crs: str = f"EPSG:{EPSG}"
-) -> Path:
+def write_observation(path: Path, data: np.ndarray, valid: np.ndarray | None = None, crs: str = f"EPSG:{EPSG}") -> Path:
     """A tiled GeoTIFF on the site grid with an internal (per-dataset) mask, as ingest writes them."""
-    mask = (
-        np.full(data.shape[1:], 255, np.uint8) if valid is None else np.where(valid, 255, 0).astype(np.uint8)
-    )
+    mask = np.full(data.shape[1:], 255, np.uint8) if valid is None else np.where(valid, 255, 0).astype(np.uint8)
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
         write_tif(path, data, crs=crs, transform=TRANSFORM, tiled=True, blockxsize=32, blockysize=32)
         with rasterio.open(path, "r+") as dst:
@@ -87,9 +83,7 @@ def records(
     left, top = TRANSFORM.c, TRANSFORM.f
     outline = box(left, top - SIZE * 0.5, left + SIZE * 0.5, top)
     wgs84 = shapely.transform(outline, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
-    site = Site(
-        name, wgs84, EPSG, left, top, SIZE * 0.5, SIZE * 0.5, 0.5, tags=("factory", "<b>tag</b>"), id=1
-    )
+    site = Site(name, wgs84, EPSG, left, top, SIZE * 0.5, SIZE * 0.5, 0.5, tags=("factory", "<b>tag</b>"), id=1)
     site = replace(site, zones=(Zone("loading area", wgs84.buffer(-0.00005), id=1),))
     observations, scenes = [], {}
     for i, (img, when) in enumerate(zip(data, DATES, strict=False), start=1):
@@ -219,9 +213,7 @@ def test_chips_outline_the_change_on_the_right_pixels(report: tuple[str, Path, l
 
 
 def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
-    site, observations, scenes, changes = records(
-        tmp_path, images(), name=HOSTILE_NAME, provider=HOSTILE_PROVIDER
-    )
+    site, observations, scenes, changes = records(tmp_path, images(), name=HOSTILE_NAME, provider=HOSTILE_PROVIDER)
     html = render_report(site, observations, scenes, changes, tmp_path, tmp_path / "r.html").read_text()
     assert HOSTILE_NAME not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -251,9 +243,7 @@ def test_chip_png_carries_provenance(report: tuple[str, Path, list[Change]]) -> 
 
 def test_no_changes_said_plainly(tmp_path: Path) -> None:
     site, observations, scenes, _ = records(tmp_path, images())
-    html = render_report(
-        site, observations, scenes, [], tmp_path, tmp_path / "r.html", title="Quiet"
-    ).read_text()
+    html = render_report(site, observations, scenes, [], tmp_path, tmp_path / "r.html", title="Quiet").read_text()
     assert "No changes were detected" in html
     assert "<title>Quiet</title>" in html
     assert "Change 1 before" not in html
@@ -290,7 +280,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.Mo
     def refuse(src: object, dst: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(report_html.os, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(SitewatchError, match=r"report\.html: cannot write the report \(Permission denied\)"):
         render_report(site, observations, scenes, changes, tmp_path, out / "report.html")
     assert list(out.iterdir()) == []

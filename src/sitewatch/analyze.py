@@ -194,4 +194,3 @@ def export_changes(ws: Workspace, site: Site, changes: Sequence[Change], scenes_
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(changes_geojson(site, changes, scenes_by_obs), indent=1), encoding="utf-8")
     return out
-

@@ -143,9 +143,7 @@ class Catalog:
 
     @staticmethod
     def _insert_zone(conn: sqlite3.Connection, site_id: int, zone: Zone) -> None:
-        if conn.execute(
-            "SELECT 1 FROM zones WHERE site_id = ? AND name = ?", (site_id, zone.name)
-        ).fetchone():
+        if conn.execute("SELECT 1 FROM zones WHERE site_id = ? AND name = ?", (site_id, zone.name)).fetchone():
             raise AlreadyExists(f"zone {zone.name!r} already exists in this site")
         conn.execute(
             "INSERT INTO zones (site_id, name, geometry_wkt) VALUES (?,?,?)",
@@ -270,9 +268,7 @@ class Catalog:
 
     def insert_observation(self, conn: sqlite3.Connection, obs: Observation) -> int:
         """Insert (or replace) a site's observation of a scene inside the caller's transaction."""
-        conn.execute(
-            "DELETE FROM observations WHERE site_id = ? AND scene_id = ?", (obs.site_id, obs.scene_id)
-        )
+        conn.execute("DELETE FROM observations WHERE site_id = ? AND scene_id = ?", (obs.site_id, obs.scene_id))
         cur = conn.execute(
             "INSERT INTO observations (site_id, scene_id, level, gsd, path, width, height, acquired,"
             " valid_fraction, flags) VALUES (?,?,?,?,?,?,?,?,?,?)",

@@ -11,7 +11,9 @@ from sitewatch.cli.common import JsonOption, WorkspaceOption, open_workspace, pr
 
 def analyze(
     site: Annotated[str, typer.Option("--site", "-s", help="Site to analyze.")],
-    detector: Annotated[str, typer.Option("--detector", help="Change detector (see `sitewatch change --help`).")] = "cva",
+    detector: Annotated[
+        str, typer.Option("--detector", help="Change detector (see `sitewatch change --help`).")
+    ] = "cva",
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:

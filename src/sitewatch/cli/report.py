@@ -12,7 +12,9 @@ from sitewatch.cli.common import JsonOption, WorkspaceOption, open_workspace, pr
 
 def report(
     site: Annotated[str, typer.Option("--site", "-s", help="Site to report on.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file (default: reports/SITE.html).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="HTML file (default: reports/SITE.html).")
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:

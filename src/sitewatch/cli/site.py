@@ -68,9 +68,7 @@ def add(
     if as_json:
         print_json(_summary(site))
     else:
-        typer.echo(
-            f"added site {site.name!r}: grid EPSG:{site.epsg}, {site.extent_x:.0f} x {site.extent_y:.0f} m"
-        )
+        typer.echo(f"added site {site.name!r}: grid EPSG:{site.epsg}, {site.extent_x:.0f} x {site.extent_y:.0f} m")
 
 
 @site_app.command("list")
@@ -88,9 +86,7 @@ def list_sites(workspace: WorkspaceOption = None, as_json: JsonOption = False) -
     for row in rows:
         gsd = row["grid"]["base_gsd"]
         grid = f"EPSG:{row['grid']['epsg']} @ {gsd:g} m" if gsd else f"EPSG:{row['grid']['epsg']}"
-        table.add_row(
-            row["name"], ", ".join(row["tags"]), ", ".join(row["zones"]), grid, str(row["observations"])
-        )
+        table.add_row(row["name"], ", ".join(row["tags"]), ", ".join(row["zones"]), grid, str(row["observations"]))
     Console().print(table)
 
 
@@ -113,9 +109,7 @@ def show(name: str, workspace: WorkspaceOption = None, as_json: JsonOption = Fal
     if as_json:
         print_json(info)
         return
-    typer.echo(
-        f"{info['name']}  tags: {', '.join(info['tags']) or '-'}  zones: {', '.join(info['zones']) or '-'}"
-    )
+    typer.echo(f"{info['name']}  tags: {', '.join(info['tags']) or '-'}  zones: {', '.join(info['zones']) or '-'}")
     typer.echo(f"  bbox {info['bbox']}  grid EPSG:{site.epsg} base GSD {site.base_gsd or '-'} m")
     for obs in info["observation_list"]:
         typer.echo(f"  {obs['date']}  {obs['gsd']:g} m  valid {obs['valid']:.0%}  {' '.join(obs['flags'])}")

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from uuid import uuid4
 
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 from rasterio.transform import from_bounds
+from shapely.ops import unary_union
 
 from sitewatch.errors import GeoreferenceError, InputError
+from sitewatch.ingest.metadata import parse_datetime
 from sitewatch.ingest.sources import SceneSource
 from sitewatch.io.raster import open_raster
 from sitewatch.settings import Limits
+from sitewatch.workspace import Workspace
 
 RASTER_SUFFIXES = frozenset({".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg", ".bmp"})
 
@@ -73,3 +80,74 @@ def file_source(
         if crs is None:
             raise GeoreferenceError(path, "--bounds needs --crs")
     return SceneSource(path=path, origin=str(path), acquired=acquired, crs=crs, transform=transform)
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What the user asked to ingest, as typed (parsed and checked by :func:`resolve_sources`)."""
+
+    inputs: tuple[str, ...] = ()  # files, folders, STAC JSON files or http(s) URLs of STAC documents
+    site_names: tuple[str, ...] = ()
+    acquired: str | None = None
+    bounds: str | None = None
+    crs: str | None = None
+    stac_api: str | None = None
+    collections: tuple[str, ...] = ()
+    date_from: str | None = None
+    date_to: str | None = None
+    allow_hosts: tuple[str, ...] = ()
+
+
+@contextmanager
+def downloads(ws: Workspace) -> Iterator[Path]:
+    """A private folder for remote assets, inside the workspace, removed afterwards."""
+    folder = ws.root / ".downloads" / uuid4().hex
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def resolve_sources(ws: Workspace, request: IngestRequest, download_dir: Path) -> list[SceneSource]:
+    """Every scene source the request names; all checks (paths, hosts, hrefs) run before ingest."""
+    from sitewatch.ingest.stac import sources_from_stac_api, sources_from_stac_file, sources_from_stac_url
+    from sitewatch.io.stac import HostPolicy
+
+    if not request.inputs and not request.stac_api:
+        raise InputError("ingest", "give files or folders to ingest, or --stac URL")
+    acquired = parse_datetime(request.acquired) if request.acquired else None
+    bounds = parse_bounds(request.bounds) if request.bounds else None
+    crs = parse_crs(request.crs) if request.crs else None
+    limits = ws.settings.limits
+    hosts = request.allow_hosts + ws.settings.allowed_hosts
+    sources: list[SceneSource] = []
+    local = [Path(i) for i in request.inputs if not _is_url(i)]
+    for url in (i for i in request.inputs if _is_url(i)):
+        sources.extend(sources_from_stac_url(url, download_dir, HostPolicy.for_url(url, hosts), limits))
+    for path in expand_paths(local):
+        if path.suffix.lower() == ".json":
+            sources.extend(sources_from_stac_file(path, download_dir, HostPolicy(allowed_hosts=hosts), limits))
+        else:
+            sources.append(file_source(path, acquired=acquired, bounds=bounds, crs=crs, limits=limits))
+    if request.stac_api:
+        targets = [ws.catalog.site(n) for n in request.site_names] or ws.catalog.sites()
+        if not targets:
+            raise InputError(request.stac_api, "no sites to search for; add one with `sitewatch site add`")
+        west, south, east, north = unary_union([s.geometry for s in targets]).bounds
+        sources.extend(
+            sources_from_stac_api(
+                request.stac_api,
+                list(request.collections),
+                (west, south, east, north),
+                parse_datetime(request.date_from, "--from") if request.date_from else None,
+                parse_datetime(request.date_to, "--to") if request.date_to else None,
+                download_dir,
+                HostPolicy.for_url(request.stac_api, hosts),
+                limits,
+            )
+        )
+    return sources
+
+
+def _is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))

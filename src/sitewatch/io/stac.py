@@ -82,14 +82,15 @@ class HostPolicy:
     addresses only: a document cannot send sitewatch to a private network.
     """
 
-    allowed_hosts: frozenset[str] = frozenset()
-    named_hosts: frozenset[str] = frozenset()
+    allowed_hosts: tuple[str, ...] = ()
+    named_hosts: tuple[str, ...] = ()
     private_named: bool = True
 
     def __post_init__(self) -> None:
-        # Normalise here so every comparison is between lower-case names without brackets or dots.
-        object.__setattr__(self, "allowed_hosts", frozenset(_normal_host(h) for h in self.allowed_hosts))
-        object.__setattr__(self, "named_hosts", frozenset(_normal_host(h) for h in self.named_hosts))
+        # Normalise once, so every comparison is between lower-case names without brackets or dots.
+        for name in ("allowed_hosts", "named_hosts"):
+            hosts = tuple(sorted({_normal_host(h) for h in getattr(self, name) if h.strip()}))
+            object.__setattr__(self, name, hosts)
 
     @classmethod
     def for_url(cls, url: str, extra_hosts: Iterable[str] = (), *, private_named: bool = True) -> HostPolicy:
@@ -101,7 +102,7 @@ class HostPolicy:
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise UnsafeHref(url, "not an http(s) URL with a host")
-        return cls(frozenset(extra_hosts), frozenset({parts.hostname}), private_named)
+        return cls(tuple(extra_hosts), (parts.hostname,), private_named)
 
     def allows(self, host: str) -> bool:
         """Whether HOST may be fetched from at all."""
@@ -116,7 +117,7 @@ class HostPolicy:
 
     def describe(self) -> str:
         """The allowed hosts, for error messages."""
-        hosts = sorted(self.allowed_hosts | self.named_hosts)
+        hosts = sorted({*self.allowed_hosts, *self.named_hosts})
         return ", ".join(hosts) if hosts else "none"
 
 
@@ -130,8 +131,8 @@ def _address_problem(address: str) -> str | None:
         (ip.is_link_local, "link-local"),
         (ip.is_multicast, "multicast"),
         (ip.is_unspecified, "unspecified"),
-        (ip.is_private, "private"),
         (ip.is_reserved, "reserved"),
+        (ip.is_private, "private"),
         (not ip.is_global, "non-public"),
     )
     for hit, kind in checks:
@@ -170,8 +171,7 @@ def check_url(url: str, policy: HostPolicy) -> None:
     if not policy.allows(host):
         raise UnsafeHref(
             url,
-            f"host {host} is not allowed (allowed: {policy.describe()}; "
-            "add hosts with SITEWATCH_ALLOWED_HOSTS)",
+            f"host {host} is not allowed (allowed: {policy.describe()}; add hosts with SITEWATCH_ALLOWED_HOSTS)",
         )
     if policy.private_ok(host):
         return
@@ -225,7 +225,7 @@ class _GuardedAdapter(HTTPAdapter):
     """A requests adapter whose direct connections refuse non-public peers (except named hosts)."""
 
     def __init__(self, policy: HostPolicy) -> None:
-        self._exempt = policy.named_hosts if policy.private_named else frozenset()
+        self._exempt = frozenset(policy.named_hosts if policy.private_named else ())
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kwargs: Any) -> None:
@@ -413,10 +413,10 @@ def download(
         UnsafeHref: If URL or any redirect hop breaks POLICY.
         StacError: If the request fails or the file is over the download limit.
     """
-    dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / safe_file_name(url, name)
     part = dest_dir / f".{final.name}.{uuid.uuid4().hex}.part"
     try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
         with (
             guard_session(requests.Session(), policy) as session,
             _open_checked(url, policy, session) as response,
@@ -425,6 +425,8 @@ def download(
             for chunk in _chunks(response, url, limits.max_download_bytes, "download", None):
                 out.write(chunk)
         os.replace(part, final)
+    except OSError as exc:  # the disk side: full, read-only, a folder in the way
+        raise StacError(final, f"cannot write the download ({exc.strerror or _short(exc)})") from exc
     finally:
         part.unlink(missing_ok=True)
     log.debug("downloaded %s to %s", url, final)
@@ -440,8 +442,10 @@ def _is_http(href: str) -> bool:
 
 def _looks_local_absolute(href: str) -> bool:
     """A POSIX or Windows absolute path (not a network-path reference such as ``//host/x``)."""
-    return (href.startswith("/") and not href.startswith("//")) or href.startswith("\\") or (
-        re.match(r"^[A-Za-z]:[\\/]", href) is not None
+    return (
+        (href.startswith("/") and not href.startswith("//"))
+        or href.startswith("\\")
+        or (re.match(r"^[A-Za-z]:[\\/]", href) is not None)
     )
 
 
@@ -460,6 +464,14 @@ def local_path_of(href: str) -> Path:
     if scheme and not re.fullmatch(r"[a-z]", scheme):  # a one-letter scheme is a Windows drive
         raise UnsafeHref(href, f"scheme {scheme!r} is not allowed here")
     return Path(href)
+
+
+def _resolved(path: Path, href: str) -> Path:
+    """PATH made absolute with every symlink followed, so containment is checked on the real file."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise UnsafeHref(href, f"cannot be resolved to a real path ({_short(exc)})") from exc
 
 
 def _with_context(exc: UnsafeHref, base: str) -> UnsafeHref:
@@ -522,7 +534,7 @@ def _resolve_local(href: str, base_path: Path, policy: HostPolicy, root: Path) -
         path = local_path_of(href)
     except UnsafeHref as exc:
         raise _with_context(exc, str(base_path)) from exc
-    resolved = (base_path.parent / path).resolve()
+    resolved = _resolved(base_path.parent / path, href)
     if not resolved.is_relative_to(root):
         raise UnsafeHref(href, f"resolves to {resolved}, outside the catalog folder {root} (linked from {base_path})")
     return resolved
@@ -599,7 +611,7 @@ class GuardedStacIO(DefaultStacIO):
             return _fetch(href, self.policy, self.limits, self.session)
         if self.root is None:
             raise UnsafeHref(href, "local files cannot be read from a remote catalog")
-        path = local_path_of(href).resolve()
+        path = _resolved(local_path_of(href), href)
         if not path.is_relative_to(self.root):
             raise UnsafeHref(href, f"resolves to {path}, outside the catalog folder {self.root}")
         return read_local_text(path, self.limits)

@@ -35,7 +35,6 @@ from shapely.geometry.base import BaseGeometry
 
 from sitewatch.errors import GeoreferenceError
 from sitewatch.io.raster import georef_of, open_raster
-from sitewatch.settings import DEFAULT_LIMITS, Limits
 
 RGB = tuple[int, int, int]
 Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
@@ -270,14 +269,13 @@ def render_view(
     stretch: Stretch,
     outlines: Sequence[Outline],
     annotation: Annotation,
-    limits: Limits = DEFAULT_LIMITS,
 ) -> str:
     """Read VIEW of the observation at PATH, draw OUTLINES and ANNOTATION, return a PNG data URI.
 
     Raises:
         RasterRefused: If the observation cannot be opened or read.
     """
-    with open_raster(path, limits) as src:
+    with open_raster(path) as src:
         data = read_view(src, view, stretch.bands)
     image = Image.fromarray(to_rgb(data, stretch), mode="RGB")
     draw = ImageDraw.Draw(image)
@@ -304,8 +302,7 @@ def _draw_outline(draw: ImageDraw.ImageDraw, outline: Outline, transform: Affine
     to_pixel = ~transform
     # PIL puts integer coordinates on pixel centres; the transform gives pixel corners.
     lines = [
-        [(x - 0.5, y - 0.5) for x, y in (to_pixel @ xy for xy in ring.coords)]
-        for ring in _rings(outline.geometry)
+        [(x - 0.5, y - 0.5) for x, y in (to_pixel @ xy for xy in ring.coords)] for ring in _rings(outline.geometry)
     ]
     if not lines:
         return
@@ -367,9 +364,7 @@ def _draw_north_arrow(draw: ImageDraw.ImageDraw, width: int) -> None:
 
 
 def _draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, colour: RGB) -> None:
-    draw.text(
-        xy, _printable(text), font=_font(_LABEL_FONT_PX), fill=colour, stroke_width=2, stroke_fill=(0, 0, 0)
-    )
+    draw.text(xy, _printable(text), font=_font(_LABEL_FONT_PX), fill=colour, stroke_width=2, stroke_fill=(0, 0, 0))
 
 
 def _with_caption(image: Image.Image, paragraphs: Sequence[tuple[str, RGB]]) -> Image.Image:

@@ -10,15 +10,13 @@ overwritten.
 from __future__ import annotations
 
 import functools
-import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Literal
-from uuid import uuid4
 
 import jinja2
 from pyproj import Geod, Transformer
@@ -44,6 +42,7 @@ from sitewatch.report.chips import (
     stretch_of,
     union_bounds,
 )
+from sitewatch.workspace import atomic_path
 
 #: How many changes get a before/after chip pair: the rest are in the table and on the overviews.
 MAX_CHIP_PAIRS = 20
@@ -142,10 +141,10 @@ class ReportPage:
     confidence: tuple[str, ...]  # paragraphs
     provenance: tuple[ProvenanceRow, ...]
     attributions: tuple[str, ...]
-    version: str = field(default=__version__)
+    version: str = __version__
 
 
-def render_report(  # noqa: PLR0917 - the signature the CLI and the dashboard share
+def render_report(
     site: Site,
     observations: Sequence[Observation],
     scenes_by_id: dict[int, Scene],
@@ -164,7 +163,8 @@ def render_report(  # noqa: PLR0917 - the signature the CLI and the dashboard sh
         scenes_by_id: The scene of every observation, by scene id, for dates and provenance.
         changes: The site's changes; each names its before and after observation.
         store_root: The imagery store that observation paths are relative to.
-        out: The HTML file to write (replaced atomically if it exists).
+        out: The HTML file to write (its folder is made if need be; an existing file is replaced
+            atomically, and left as it was if anything fails).
         synthetic: Whether the imagery is synthetic demo imagery; says so on the page and images.
         title: The page title; by default one naming the site.
 
@@ -180,12 +180,17 @@ def render_report(  # noqa: PLR0917 - the signature the CLI and the dashboard sh
     builder = _PageBuilder(site, observations, scenes_by_id, store_root, synthetic)
     page = builder.build(changes, title or f"{site.name}: sitewatch site report")
     html = _environment().get_template("report.html").render(page=page)
-    _write_atomic(out, html)
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(out, f"cannot write the report ({exc.strerror or exc})") from exc
     return out
 
 
 @functools.cache
 def _environment() -> jinja2.Environment:
+    """One environment per process: Jinja2 caches compiled templates on it."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("sitewatch.report", "templates"),
         autoescape=True,
@@ -193,18 +198,6 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-
-
-def _write_atomic(out: Path, text: str) -> None:
-    """Write beside OUT and rename, so OUT is either the old file or the whole new one."""
-    tmp = out.with_name(f".{out.name}.{uuid4().hex}.part")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise InputError(out, f"cannot write the report ({exc.strerror or exc})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -251,9 +244,7 @@ class _PageBuilder:
         for change in ordered:
             for obs_id in (change.before_id, change.after_id):
                 if obs_id not in self.by_id:
-                    raise NotFound(
-                        f"a change refers to observation {obs_id}, which was not given to the report"
-                    )
+                    raise NotFound(f"a change refers to observation {obs_id}, which was not given to the report")
         numbered = list(enumerate(ordered, start=1))
         rows = {number: self._change_row(number, change) for number, change in numbered}
         kinds = Counter(change.kind for change in ordered)
@@ -350,9 +341,7 @@ class _PageBuilder:
 
         return sorted(pairs, key=when)
 
-    def _pair_section(
-        self, before_id: int, after_id: int, numbered: Sequence[tuple[int, Change]]
-    ) -> PairSection:
+    def _pair_section(self, before_id: int, after_id: int, numbered: Sequence[tuple[int, Change]]) -> PairSection:
         before, after = self.by_id[before_id], self.by_id[after_id]
         box = union_bounds([self._raster(before).bounds, self._raster(after).bounds])
         view = overview_view(box)
@@ -368,9 +357,7 @@ class _PageBuilder:
     def _chip_pair(self, row: ChangeRow, change: Change, numbered: Sequence[tuple[int, Change]]) -> ChipPair:
         before, after = self.by_id[change.before_id], self.by_id[change.after_id]
         rasters = (self._raster(before), self._raster(after))
-        view = chip_view(
-            change.geometry, union_bounds([r.bounds for r in rasters]), max(r.gsd for r in rasters)
-        )
+        view = chip_view(change.geometry, union_bounds([r.bounds for r in rasters]), max(r.gsd for r in rasters))
         # Neighbouring changes of the same pair are drawn too, so no outline in a chip is unexplained.
         neighbours = [
             (n, c)
@@ -455,8 +442,7 @@ class _PageBuilder:
             )
         else:
             paragraphs.append(
-                f"Data quality: none of the {len(self.observations)} observations was flagged by "
-                "quality checks."
+                f"Data quality: none of the {len(self.observations)} observations were flagged by quality checks."
             )
         if changes:
             paragraphs.append("Check every change against its before and after images before publishing it.")

@@ -17,7 +17,4 @@ def write_site_report(ws: Workspace, site_name: str, out: Path | None = None) ->
     scenes = {obs.scene_id: ws.catalog.scene(obs.scene_id) for obs in observations}
     synthetic = any(SYNTHETIC_MARK in (scene.provider or "").lower() for scene in scenes.values())
     target = out if out is not None else ws.reports / f"{slug(site.name)}.html"
-    return render_report(
-        site, observations, scenes, ws.catalog.changes(site), ws.store, target, synthetic=synthetic
-    )
-
+    return render_report(site, observations, scenes, ws.catalog.changes(site), ws.store, target, synthetic=synthetic)

@@ -109,7 +109,5 @@ def check_site_geometry(geometry: BaseGeometry, source: str | Path) -> BaseGeome
     centre = geometry.centroid
     area_km2 = to_crs(geometry, "EPSG:4326", utm_epsg(centre.x, centre.y)).area / 1e6
     if area_km2 > MAX_SITE_KM2:
-        raise GeometryError(
-            source, f"{area_km2:.0f} km² is larger than a site ({MAX_SITE_KM2:.0f} km² at most)"
-        )
+        raise GeometryError(source, f"{area_km2:.0f} km² is larger than a site ({MAX_SITE_KM2:.0f} km² at most)")
     return geometry

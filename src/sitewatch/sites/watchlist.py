@@ -94,10 +94,7 @@ def import_watchlist(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Site]:
         if site_name not in sites:
             raise GeometryError(path, f"zone {zone.name!r} names unknown site {site_name!r}")
         sites[site_name]["zones"].append(zone)
-    return [
-        new_site(name, s["geometry"], tags=s["tags"], zones=s["zones"], gsd=s["gsd"])
-        for name, s in sites.items()
-    ]
+    return [new_site(name, s["geometry"], tags=s["tags"], zones=s["zones"], gsd=s["gsd"]) for name, s in sites.items()]
 
 
 def write_watchlist(sites: Sequence[Site], out: Path) -> Path:
