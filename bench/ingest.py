@@ -37,8 +37,10 @@ from rasterio.warp import transform_bounds
 from scipy.ndimage import zoom
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
 
 from sitewatch.catalog.models import Site
+from sitewatch.errors import SitewatchError
 from sitewatch.ingest.pipeline import ingest
 from sitewatch.ingest.sources import SceneSource
 from sitewatch.io.raster import georef_of, gsd_of, open_raster, require_georef
@@ -137,50 +139,54 @@ def generate_scenes(folder: Path, *, count: int = 3, size: int = 2048, gsd: floa
     return paths
 
 
-def plan_sites(files: Sequence[Path]) -> list[Site]:
-    """One site per cluster of overlapping footprints, covering the cluster's WGS84 bounding box."""
-    clusters: list[BaseGeometry] = []
-    for path in files:
-        with rasterio.open(path) as src:
-            outline = box(*transform_bounds(src.crs, "EPSG:4326", *src.bounds))
-        touching = [c for c in clusters if c.intersects(outline)]
-        clusters = [c for c in clusters if not c.intersects(outline)]
-        merged = outline.union(touching[0]) if touching else outline
-        for other in touching[1:]:
-            merged = merged.union(other)
-        clusters.append(box(*merged.bounds))
-    return [new_site(f"bench-{number}", outline) for number, outline in enumerate(clusters)]
+@dataclass(frozen=True)
+class _Input:
+    """What the benchmark needs to know of one input file before measuring."""
+
+    path: Path
+    gsd: float
+    outline: BaseGeometry  # WGS84 bounding box
+    pixels: int
+    decoded_bytes: int
 
 
-def finest_first(files: Sequence[Path]) -> list[Path]:
-    """FILES ordered by native GSD, finest first, so a site grid is never refined mid-run."""
+def _describe(path: Path) -> _Input:
+    with open_raster(path) as src:
+        georef = require_georef(path, georef_of(src, path))
+        return _Input(
+            path=path,
+            gsd=gsd_of(georef, src.width, src.height),
+            outline=box(*transform_bounds(src.crs, "EPSG:4326", *src.bounds)),
+            pixels=src.width * src.height,
+            decoded_bytes=src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize,
+        )
 
-    def gsd(path: Path) -> float:
-        with open_raster(path) as src:
-            return gsd_of(require_georef(path, georef_of(src, path)), src.width, src.height)
 
-    return sorted(files, key=gsd)
+def plan_sites(outlines: Sequence[BaseGeometry]) -> list[Site]:
+    """One site per group of overlapping footprints, covering the group's bounding box."""
+    merged = unary_union(list(outlines))
+    groups = getattr(merged, "geoms", [merged])
+    return [new_site(f"bench-{number}", box(*group.bounds)) for number, group in enumerate(groups)]
 
 
 def measure(files: Sequence[Path], *, repeats: int = 3, workdir: Path | None = None) -> IngestBenchmark:
     """Time a plain read and a sitewatch ingest of FILES, REPEATS times each, in one child process.
 
     Args:
-        files: Georeferenced rasters; each needs no acquisition time (one is supplied).
+        files: Georeferenced rasters (acquisition times are supplied, so they need none).
         repeats: Measurements per phase; medians are reported.
         workdir: Where the throwaway workspaces go (default: the system temp folder). Put it on the
             disk you care about: ingest copies every scene into the store.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
-    ordered = finest_first([Path(f) for f in files])
-    sites = plan_sites(ordered)
-    pixels = decoded = on_disk = 0
-    for path in ordered:
-        with rasterio.open(path) as src:
-            pixels += src.width * src.height
-            decoded += src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize
-        on_disk += path.stat().st_size
+    # finest first, so no site grid is refined mid-run and each scene is warped exactly once
+    inputs = sorted((_describe(Path(f)) for f in files), key=lambda i: i.gsd)
+    ordered = [i.path for i in inputs]
+    sites = plan_sites([i.outline for i in inputs])
+    pixels = sum(i.pixels for i in inputs)
+    decoded = sum(i.decoded_bytes for i in inputs)
+    on_disk = sum(p.stat().st_size for p in ordered)
     with tempfile.TemporaryDirectory(prefix="sitewatch-bench-", dir=workdir) as scratch:
         # spawn: a clean process (no copy of this one's memory), and no fork under GDAL's threads
         context = multiprocessing.get_context("spawn")
@@ -320,13 +326,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate or take the files, measure, print."""
+    """Generate or take the files, measure, print; a refused input file is one line on stderr."""
     with tempfile.TemporaryDirectory(prefix="sitewatch-bench-scenes-", dir=args.workdir) as scenes:
         if args.files:
             files = list(args.files)
         else:
             datasets = None if args.no_datasets else args.datasets
             files = default_files(Path(scenes), datasets, count=args.count, size=args.size, seed=args.seed)
-        result = measure(files, repeats=args.repeats, workdir=args.workdir)
+        try:
+            result = measure(files, repeats=args.repeats, workdir=args.workdir)
+        except SitewatchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     print(json.dumps(result.to_dict()) if args.json else format_table(result))
     return 0

@@ -101,12 +101,12 @@ def test_scenes_are_tagged_georeferenced_geotiffs_in_date_order(demo: DemoSite) 
 
 
 def test_same_seed_same_pixels_and_truth_other_seed_differs(tmp_path: Path) -> None:
-    first = generate(tmp_path / "a", seed=3, size_px=720)
-    again = generate(tmp_path / "b", seed=3, size_px=720)
-    other = generate(tmp_path / "c", seed=4, size_px=720)
+    first = generate(tmp_path / "a", seed=3, size_px=400, gsd=1.0)
+    again = generate(tmp_path / "b", seed=3, size_px=400, gsd=1.0)
+    other = generate(tmp_path / "c", seed=4, size_px=400, gsd=1.0)
     for a, b, c in zip(first.scenes, again.scenes, other.scenes, strict=True):
         pixels = _read(a.path)
-        assert pixels.shape == (720, 720, 3)
+        assert pixels.shape == (400, 400, 3)
         assert np.array_equal(pixels, _read(b.path))
         assert not np.array_equal(pixels, _read(c.path))
         assert (a.vehicles, a.containers, a.shift_px) == (b.vehicles, b.containers, b.shift_px)

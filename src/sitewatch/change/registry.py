@@ -10,9 +10,9 @@ from sitewatch.errors import SitewatchError, UnknownName
 
 D = TypeVar("D", bound=type[ChangeDetector])
 
-#: Modules of the detectors shipped with sitewatch; imported on first lookup so that ``get`` and
-#: ``names`` see them whichever module was imported first.
-BUILTIN_MODULES: tuple[str, ...] = ("sitewatch.change.cva",)
+#: Detectors shipped with sitewatch: name -> module that registers it. Declared here so that
+#: ``names()`` (the CLI's ``--detector`` help) needs no heavy import; ``get`` imports on first use.
+BUILTIN: dict[str, str] = {"cva": "sitewatch.change.cva"}
 
 _DETECTORS: dict[str, type[ChangeDetector]] = {}
 
@@ -34,24 +34,19 @@ def register(cls: D) -> D:
     return cls
 
 
-def _load_builtins() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
 def get(name: str) -> type[ChangeDetector]:
     """The detector class registered as NAME.
 
     Raises:
         UnknownName: If there is none; the message lists the known names.
     """
-    _load_builtins()
+    if name not in _DETECTORS and name in BUILTIN:
+        importlib.import_module(BUILTIN[name])
     if name not in _DETECTORS:
         raise UnknownName(f"no change detector {name!r}; known: {', '.join(names())}")
     return _DETECTORS[name]
 
 
 def names() -> list[str]:
-    """Registered detector names, sorted."""
-    _load_builtins()
-    return sorted(_DETECTORS)
+    """Names of the registered and shipped detectors, sorted."""
+    return sorted(_DETECTORS.keys() | BUILTIN.keys())

@@ -9,7 +9,6 @@ import logging
 import sys
 import warnings
 
-import click
 import typer
 
 from sitewatch import __version__
@@ -60,29 +59,22 @@ def _show_warning(
 
 
 def main() -> None:
-    """Run the CLI; a SitewatchError becomes one line on stderr and exit status 1."""
+    """Run the CLI; a SitewatchError becomes one line on stderr and exit status 1.
+
+    Typer (click) handles usage errors itself (exit 2); anything unforeseen is one line too, with the
+    traceback logged at debug level (``-vv``).
+    """
     _register_commands()
     warnings.showwarning = _show_warning
     try:
-        status = app(standalone_mode=False)
+        app()
     except SitewatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("error: aborted", file=sys.stderr)
-        sys.exit(1)
-    except Exception as exc:  # click usage errors and anything unforeseen: one line, never a traceback
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
         logging.getLogger(__name__).debug("unexpected error", exc_info=True)
         print(f"error: unexpected {type(exc).__name__}: {exc} (run with -vv for details)", file=sys.stderr)
         sys.exit(2)
-    sys.exit(status if isinstance(status, int) else 0)

@@ -151,6 +151,12 @@ class DemoObject:
         return (sum(xs) / 4, sum(ys) / 4)
 
     @property
+    def centre_utm(self) -> tuple[float, float]:
+        """Centre of the box on the ground (E, N)."""
+        es, ns = zip(*self.corners_utm, strict=True)
+        return (sum(es) / 4, sum(ns) / 4)
+
+    @property
     def polygon_utm(self) -> Polygon:
         """The box on the ground, in the site's UTM CRS."""
         return Polygon(self.corners_utm)
@@ -190,7 +196,7 @@ class DemoEvent:
 
 @dataclass(frozen=True)
 class DemoScene:
-    """One written scene and what is in it.
+    """One written scene and what is on the ground in it, including what its clouds hide.
 
     ``shift_px`` is the misregistration in the register contract's convention: a ground feature
     at pixel (x, y) of the georeferenced grid appears in this scene at (x + dx, y + dy). The first
@@ -835,7 +841,7 @@ def _fixed(px: Points) -> NDArray[np.int32]:
     return np.round(px * 16).astype(np.int32)
 
 
-def _fill(img: Image, grain: Image, px: Points, colour: Sequence[float], texture: float, opacity: float = 1.0) -> None:
+def _fill(img: Image, grain: Image, px: Points, colour: Sequence[float], texture: float) -> None:
     """Paint one anti-aliased polygon, touching only its bounding box (hundreds per scene)."""
     h, w = grain.shape
     x0, y0 = max(0, math.floor(px[:, 0].min()) - 1), max(0, math.floor(px[:, 1].min()) - 1)
@@ -844,7 +850,7 @@ def _fill(img: Image, grain: Image, px: Points, colour: Sequence[float], texture
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(mask, [_fixed(px - (x0, y0))], 255, cv2.LINE_AA, 4)
-    alpha = mask.astype(np.float32)[..., None] * (opacity / 255)
+    alpha = mask.astype(np.float32)[..., None] * (1 / 255)
     paint = np.asarray(colour, np.float32) * (1 + texture * grain[y0:y1, x0:x1, None])
     region = img[y0:y1, x0:x1]
     region += alpha * (paint - region)
@@ -994,9 +1000,10 @@ def _render_day(ground: Image, grain: Image, frame: _Frame, day: _Day, seed: int
 # ---------------------------------------------------------------------------------------------
 
 BLUR_PX = 0.6  # Gaussian sigma of the camera's blur
+OPTICS_PAD = 8  # mirrored border for the Fourier shift: several times the largest shift
 NOISE_DN = 3.0  # half-width of the uniform sensor noise (1.7 DN rms)
 CLOUD_EDGE = 0.35  # softness of thick cloud edges, in units of the cloud field's deviation
-CLOUD_BASE_M = 180.0
+CLOUD_BASE_M = 180.0  # cloud base height: how far from its cloud a shadow falls
 
 
 @dataclass(frozen=True)
@@ -1052,25 +1059,31 @@ def _optics(img: Image, shift: tuple[float, float], blur_px: float) -> Image:
 
     A Fourier shift is exact for a band-limited image, and the recorded shift is ground truth:
     bicubic or Lanczos resampling would leave a bias of about 0.1 px that phase correlation sees.
-    The border is mirrored first so that the periodic transform does not wrap one edge onto the other.
+    The border is mirrored first so that the periodic transform does not wrap one edge onto the
+    other, out to a size the FFT is fast at.
     """
-    pad = 16
-    padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    rows, cols = padded.shape[:2]
-    ky, kx = scipy.fft.fftfreq(rows)[:, None], scipy.fft.rfftfreq(cols)[None, :]
+    rows, cols = img.shape[:2]
+    size = (
+        scipy.fft.next_fast_len(rows + 2 * OPTICS_PAD, real=True),
+        scipy.fft.next_fast_len(cols + 2 * OPTICS_PAD, real=True),
+    )
+    padding = ((OPTICS_PAD, size[0] - rows - OPTICS_PAD), (OPTICS_PAD, size[1] - cols - OPTICS_PAD), (0, 0))
+    padded = np.pad(img, padding, mode="reflect")
     dx, dy = shift
-    transfer = np.exp(-2 * (math.pi * blur_px) ** 2 * (kx**2 + ky**2) - 2j * math.pi * (kx * dx + ky * dy))
+    ky, kx = scipy.fft.fftfreq(size[0]), scipy.fft.rfftfreq(size[1])
+    along_y = np.exp(-2 * (math.pi * blur_px * ky) ** 2 - 2j * math.pi * ky * dy)
+    along_x = np.exp(-2 * (math.pi * blur_px * kx) ** 2 - 2j * math.pi * kx * dx)
     spectrum = scipy.fft.rfft2(padded, axes=(0, 1), workers=-1)
-    spectrum *= transfer.astype(np.complex64)[..., None]
-    moved = scipy.fft.irfft2(spectrum, s=(rows, cols), axes=(0, 1), workers=-1)
-    return np.ascontiguousarray(moved[pad:-pad, pad:-pad], dtype=np.float32)
+    spectrum *= np.outer(along_y, along_x).astype(np.complex64)[..., None]
+    moved = scipy.fft.irfft2(spectrum, s=size, axes=(0, 1), workers=-1)
+    return np.ascontiguousarray(moved[OPTICS_PAD : OPTICS_PAD + rows, OPTICS_PAD : OPTICS_PAD + cols], np.float32)
 
 
 def _expose(img: Image, day: _Day, frame: _Frame, seed: int) -> NDArray[np.uint8]:
     """The camera: optics blur, misregistration, clouds, haze, exposure and colour cast, noise.
 
-    Haze, exposure and cast are folded into one gain and offset per band, and the noise is
-    uniform: both only to keep a scene well under half a second.
+    Haze, exposure and cast fold into one gain and offset per band, and the noise is uniform
+    rather than Gaussian: both for speed, as eight scenes must render in a few seconds.
     """
     img = _optics(img, day.shift, BLUR_PX)
     if day.cloud_fraction > 0:
@@ -1219,6 +1232,7 @@ def generate(out_dir: Path, seed: int = 7, size_px: int = 1024, gsd: float = 0.5
     Raises:
         InputError: If the scene is too small to hold the site with a margin.
     """
+    out_dir = Path(out_dir)
     frame = _make_frame(seed, size_px, gsd)
     days = _plan(seed, frame)
     ground, grain = _render_ground(seed, frame)

@@ -77,7 +77,7 @@ def observe(
             add_mask=True,
             in_memory=False,
             quiet=True,
-            config=dict(GDAL_SAFE_ENV, GDAL_NUM_THREADS="ALL_CPUS"),
+            config=dict(GDAL_SAFE_ENV, GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=64),
             overview_resampling="average",
         )
     return ObservationFile(

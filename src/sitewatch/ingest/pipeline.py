@@ -28,7 +28,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from sitewatch.catalog.models import Observation, Scene, Site
-from sitewatch.errors import InputError, NoOverlapError, SitewatchError
+from sitewatch.errors import InputError, NoOverlapError, SitewatchError, WorkspaceError
 from sitewatch.grid import SiteGrid, to_crs
 from sitewatch.ingest.metadata import acquired_from_tags, provenance_from_tags
 from sitewatch.ingest.observe import ObservationFile, observe
@@ -177,12 +177,17 @@ def ingest_one(ws: Workspace, source: SceneSource, *, sites: Sequence[Site] = ()
 def _commit_scene(
     ws: Workspace, scene: Scene, source: SceneSource, georef: Georef, targets: Sequence[Site]
 ) -> IngestOutcome:
+    """Write the scene's files and rows. Call under the store lock: what was read before may be stale."""
+    if (existing := ws.catalog.scene_by_hash(scene.sha256)) is not None:
+        return IngestOutcome(source.origin, "duplicate", f"same content as scene {existing.id}", existing.id)
+    targets = [ws.catalog.site_by_id(site.id or 0) for site in targets]
     staged = _Staged()
     try:
         if not scene.path.is_absolute():
             stored = ws.store / scene.path
-            _copy_into_store(source.path, stored)
-            staged.files.append(stored)
+            if not stored.exists():  # else an orphan of a killed run, with the same content
+                _copy_into_store(source.path, stored)
+                staged.files.append(stored)
         plans = [_plan_site(ws, site, scene.gsd) for site in targets]
         observed: list[tuple[Site, Observation | None, ObservationFile]] = []
         for site, grid, rebuild in plans:
@@ -196,9 +201,9 @@ def _commit_scene(
                     ws.catalog.set_base_gsd(conn, site, grid.base_gsd)
             for site, old, obs_file in observed:
                 _insert_observation(ws, conn, site, old.scene_id if old else scene_id, old, scene, obs_file)
-    except sqlite3.IntegrityError:
+    except sqlite3.IntegrityError as exc:
         _discard(staged.files)
-        return IngestOutcome(source.origin, "duplicate", "ingested at the same time by another process")
+        raise WorkspaceError(f"{source.path}: the catalog changed during ingest ({exc}); run it again") from exc
     except BaseException:
         _discard(staged.files)
         raise

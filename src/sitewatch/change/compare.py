@@ -1,0 +1,179 @@
+"""``compare()``: the one library call behind ``sitewatch change`` and ``sitewatch eval change``.
+
+Load the pair, run a registered detector, and return the mask and probability with what the
+contract's ``--json`` reports. The writers put each file beside its target and rename it at the
+end, so a failure never leaves a partial product behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import numpy as np
+import rasterio
+from PIL import Image
+from rasterio.crs import CRS as RioCRS
+from rasterio.errors import NotGeoreferencedWarning
+
+from sitewatch.change import registry
+from sitewatch.change.pair import ImagePair, load_pair
+from sitewatch.change.vectorize import ChangePolygon, vectorize
+from sitewatch.errors import InputError
+from sitewatch.io.raster import Georef, gdal_env
+from sitewatch.settings import DEFAULT_LIMITS, Limits
+
+
+@dataclass(frozen=True)
+class ChangeProduct:
+    """What one run of a change detector produced, on BEFORE's grid.
+
+    Attributes:
+        mask: bool ``(rows, cols)``, changed pixels.
+        probability: float32 ``(rows, cols)``, 0–1.
+        detector: the registered name of the detector.
+        seconds: wall time of loading, aligning and detecting.
+        pair: the pair as the detector saw it (for polygons and evidence chips).
+    """
+
+    mask: np.ndarray
+    probability: np.ndarray
+    detector: str
+    seconds: float
+    pair: ImagePair
+
+    @property
+    def georef(self) -> Georef | None:
+        """BEFORE's georeference, or ``None`` for plain images."""
+        return self.pair.georef
+
+    @property
+    def width(self) -> int:
+        """Columns of BEFORE."""
+        return int(self.mask.shape[1])
+
+    @property
+    def height(self) -> int:
+        """Rows of BEFORE."""
+        return int(self.mask.shape[0])
+
+    def summary(self) -> dict[str, Any]:
+        """The object ``sitewatch change --json`` prints (keys fixed by DESIGN.md)."""
+        return {
+            "detector": self.detector,
+            "width": self.width,
+            "height": self.height,
+            "changed_fraction": round(float(self.mask.mean()), 6),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def polygons(self) -> list[ChangePolygon]:
+        """The mask's change polygons, typed and measured (see :mod:`sitewatch.change.vectorize`)."""
+        return vectorize(
+            self.mask, self.probability, self.pair.before, self.pair.after, self.georef, self.pair.gsd
+        )
+
+
+def compare(
+    before: str | Path,
+    after: str | Path,
+    detector: str = "cva",
+    gsd: float | None = None,
+    align: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
+) -> ChangeProduct:
+    """Detect change from BEFORE to AFTER with the detector registered as DETECTOR.
+
+    Args:
+        before: raster file or Sentinel-2 band folder; its grid is the product's grid.
+        after: raster file or Sentinel-2 band folder.
+        detector: a name from :func:`sitewatch.change.registry.names`.
+        gsd: metres per pixel for plain images (a georeference takes precedence).
+        align: apply the global sub-pixel alignment of :func:`load_pair`.
+        limits: size limits for every file read.
+
+    Raises:
+        UnknownName: If no detector has that name.
+        InputError: If an input is missing, refused or does not match the other.
+    """
+    cls = registry.get(detector)  # before any reading: a typo fails at once
+    start = time.perf_counter()
+    pair = load_pair(Path(before), Path(after), gsd=gsd, align=align, limits=limits)
+    result = cls().detect(pair.before, pair.after, pair.valid, pair.gsd)
+    seconds = time.perf_counter() - start
+    return ChangeProduct(
+        mask=result.mask.astype(bool),
+        probability=np.clip(result.probability, 0.0, 1.0).astype(np.float32),
+        detector=cls.name,
+        seconds=seconds,
+        pair=pair,
+    )
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """A temporary path beside FINAL (same filesystem), renamed onto FINAL on success.
+
+    Raises:
+        InputError: If the file cannot be written (no such folder, no permission, disk full).
+    """
+    tmp = final.with_name(f".{final.name}.{uuid4().hex}.part")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise InputError(final, f"cannot write ({exc.strerror or exc})") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_mask_png(mask: np.ndarray, path: str | Path) -> None:
+    """Write MASK as a single-band 8-bit PNG: 255 = changed, 0 = unchanged (the contract's format)."""
+    with atomic_path(Path(path)) as tmp:
+        _write_mask(mask, tmp)
+
+
+def write_probability_tif(probability: np.ndarray, georef: Georef | None, path: str | Path) -> None:
+    """Write PROBABILITY as a float32 GeoTIFF (0–1), georeferenced when GEOREF is given."""
+    with atomic_path(Path(path)) as tmp:
+        _write_probability(probability, georef, tmp)
+
+
+def write_products(product: ChangeProduct, mask_path: str | Path, prob_path: str | Path | None = None) -> None:
+    """Write the mask PNG and, if asked, the probability GeoTIFF: both files or neither."""
+    with ExitStack() as stack:
+        _write_mask(product.mask, stack.enter_context(atomic_path(Path(mask_path))))
+        if prob_path is not None:
+            tmp = stack.enter_context(atomic_path(Path(prob_path)))
+            _write_probability(product.probability, product.georef, tmp)
+
+
+def _write_mask(mask: np.ndarray, path: Path) -> None:
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(path, format="PNG", optimize=True)
+
+
+def _write_probability(probability: np.ndarray, georef: Georef | None, path: Path) -> None:
+    rows, cols = probability.shape
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": cols,
+        "height": rows,
+        "count": 1,
+        "dtype": "float32",
+        "compress": "deflate",
+        "predictor": 3,  # floating-point predictor: much smaller files for smooth fields
+    }
+    if georef is not None:
+        profile.update(crs=RioCRS.from_wkt(georef.crs.to_wkt()), transform=georef.transform)
+    data = np.clip(probability, 0.0, 1.0).astype(np.float32)
+    with gdal_env(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data, 1)

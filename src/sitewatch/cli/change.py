@@ -1,0 +1,53 @@
+"""``sitewatch change BEFORE AFTER -o MASK.png``: the change evaluation contract of DESIGN.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sitewatch.change import registry
+from sitewatch.cli.common import JsonOption, print_json
+
+#: Listed in ``--detector`` help; names only, so no detector module is imported to build it.
+DETECTOR_HELP = f"Change detector: {', '.join(registry.names())}."
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``change`` command to APP."""
+    app.command("change")(change)
+
+
+def change(
+    before: Annotated[Path, typer.Argument(help="Earlier image: a raster file or a Sentinel-2 band folder.")],
+    after: Annotated[Path, typer.Argument(help="Later image, put on BEFORE's grid.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="MASK.png to write: 8-bit, BEFORE's size, 255 = changed, 0 = not."),
+    ],
+    detector: Annotated[str, typer.Option("--detector", help=DETECTOR_HELP)] = "cva",
+    gsd: Annotated[
+        float | None, typer.Option("--gsd", help="Metres per pixel, for images without a georeference.")
+    ] = None,
+    prob: Annotated[
+        Path | None, typer.Option("--prob", help="Also write the change probability (float32 0-1) as a GeoTIFF.")
+    ] = None,
+    no_align: Annotated[
+        bool, typer.Option("--no-align", help="Do not correct a global shift between the images.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a change mask for BEFORE -> AFTER."""
+    from sitewatch.change.compare import compare, write_products
+
+    product = compare(before, after, detector=detector, gsd=gsd, align=not no_align)
+    write_products(product, output, prob)
+    summary = product.summary()
+    if as_json:
+        print_json(summary)
+    else:
+        typer.echo(
+            f"{output}: {summary['changed_fraction']:.2%} of {summary['width']}x{summary['height']} px "
+            f"changed ({summary['detector']}, {summary['seconds']:.2f} s)"
+        )

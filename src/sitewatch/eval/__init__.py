@@ -1,0 +1,1 @@
+"""Scoring sitewatch on labelled data: the ``sitewatch eval`` commands' library side."""

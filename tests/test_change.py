@@ -1,0 +1,274 @@
+"""Change detection library: detectors, registry, pair loading, band folders and polygons."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from conftest import UTM_GRID, write_tif
+from pyproj import CRS
+from scipy import ndimage
+
+from sitewatch.change import ChangeDetector, ChangeResult, Cva, load_pair, registry
+from sitewatch.change.vectorize import vectorize
+from sitewatch.change.registry import RegistryError
+from sitewatch.errors import GsdEstimatedWarning, InputError, RasterRefused, UnknownName
+from sitewatch.io.bands import read_band_folder
+from sitewatch.io.raster import Georef
+
+
+def texture(bands: int, rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """A smooth random scene (fields and roads, roughly), float32 in 20..200."""
+    rng = np.random.default_rng(seed)
+    out = np.stack([ndimage.gaussian_filter(rng.random((rows, cols)), 2.0) for _ in range(bands)])
+    out = (out - out.min()) / np.ptp(out)
+    return (20 + 180 * out).astype(np.float32)
+
+
+def noisy(image: np.ndarray, seed: int, sigma: float = 2.0) -> np.ndarray:
+    return (image + np.random.default_rng(seed).normal(0, sigma, image.shape)).astype(np.float32)
+
+
+@pytest.fixture
+def block_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """96x96 RGB scene; AFTER has a new bright 16x16 block at rows 40..56, cols 30..46."""
+    before = texture(3, 96, 96)
+    after = noisy(before, 1)
+    after[:, 40:56, 30:46] = 250.0
+    truth = np.zeros((96, 96), dtype=bool)
+    truth[40:56, 30:46] = True
+    return noisy(before, 2), after, truth
+
+
+@pytest.mark.parametrize("name", registry.names())
+@pytest.mark.parametrize("gsd", [None, 1.0])
+def test_detector_finds_new_block(
+    name: str, gsd: float | None, block_pair: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    before, after, truth = block_pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GsdEstimatedWarning)
+        result = registry.get(name)().detect(before, after, None, gsd)
+    assert result.mask.dtype == bool and result.mask.shape == truth.shape
+    assert result.probability.dtype == np.float32
+    assert 0.0 <= result.probability.min() and result.probability.max() <= 1.0
+    iou = (result.mask & truth).sum() / (result.mask | truth).sum()
+    assert iou > 0.7
+    assert result.probability[truth].mean() > 0.8
+    assert result.probability[~ndimage.binary_dilation(truth, iterations=4)].mean() < 0.1
+
+
+def test_unchanged_pair_with_illumination_change_gives_no_change() -> None:
+    before = noisy(texture(3, 128, 128, seed=3), 4)
+    after = noisy(texture(3, 128, 128, seed=3) * 1.4 + 25.0, 5)  # brighter, more contrast, new noise
+    result = Cva().detect(before, after, None, 2.0)
+    assert result.mask.mean() < 0.005
+
+
+def test_cva_works_on_thirteen_bands_and_respects_valid_mask() -> None:
+    before = texture(13, 80, 80, seed=4)
+    after = noisy(before, 6)
+    after[:, 10:30, 50:70] += 120.0
+    valid = np.ones((80, 80), dtype=bool)
+    valid[:, 60:] = False
+    result = Cva().detect(before, after, valid, 10.0)
+    assert result.mask[10:30, 50:60].mean() > 0.8
+    assert not result.mask[:, 60:].any() and not result.probability[:, 60:].any()
+
+
+def test_cva_warns_when_gsd_is_unknown(block_pair: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    before, after, _ = block_pair
+    with pytest.warns(GsdEstimatedWarning, match="GSD-free settings"):
+        Cva().detect(before, after, None, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GsdEstimatedWarning)
+        Cva().detect(before, after, None, 1.5)
+
+
+def test_registry_unknown_name_lists_known_names() -> None:
+    with pytest.raises(UnknownName, match=r"no change detector 'nope'; known: .*cva"):
+        registry.get("nope")
+    assert "cva" in registry.names()
+    assert registry.get("cva") is Cva
+
+
+def test_registry_refuses_a_second_class_under_a_taken_name() -> None:
+    with pytest.raises(RegistryError, match="'cva' is already registered"):
+
+        @registry.register
+        class Impostor(ChangeDetector):
+            name = "cva"
+            description = "not the real one"
+
+            def detect(
+                self, before: np.ndarray, after: np.ndarray, valid: np.ndarray | None, gsd: float | None
+            ) -> ChangeResult:
+                raise NotImplementedError
+
+
+# --- vectorize ------------------------------------------------------------------------------------
+
+
+def _block_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A flat dark field BEFORE; AFTER has a bright, textured 20x20 'building' at rows 10..30."""
+    rng = np.random.default_rng(7)
+    before = noisy(np.full((3, 64, 64), 60.0, dtype=np.float32), 8) + texture(3, 64, 64, 9) * 0.2
+    after = before.copy()
+    after[:, 10:30, 20:40] = 200.0 + 40.0 * rng.random((20, 20))
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[10:30, 20:40] = True
+    mask[50:52, 50:52] = True  # 4 px: under the minimum mapping unit
+    return before, after, mask
+
+
+def test_vectorize_gives_area_confidence_and_kind_in_crs() -> None:
+    before, after, mask = _block_scene()
+    probability = np.where(mask, 0.9, 0.05).astype(np.float32)
+    georef = Georef(crs=CRS.from_epsg(32615), transform=Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0))
+    polygons = vectorize(mask, probability, before, after, georef)
+    assert len(polygons) == 1  # the 2x2 speck is under 20 m² (80 px at 0.5 m)
+    p = polygons[0]
+    assert p.area_px == 400
+    assert p.area_m2 == pytest.approx(100.0)
+    assert p.confidence == pytest.approx(0.9, abs=1e-6)
+    assert p.kind == "appeared"
+    assert p.geometry.bounds == pytest.approx((367010.0, 4103985.0, 367020.0, 4103995.0))
+    removed = vectorize(mask, probability, after, before, georef)
+    assert removed[0].kind == "removed"
+
+
+def test_vectorize_plain_image_uses_pixel_coordinates() -> None:
+    before, after, mask = _block_scene()
+    probability = mask.astype(np.float32)
+    unknown = vectorize(mask, probability, before, after, None, None, min_pixels=4)
+    assert [p.area_px for p in unknown] == [400, 4]
+    assert unknown[0].area_m2 is None
+    assert unknown[0].geometry.bounds == (20.0, 10.0, 40.0, 30.0)
+    known = vectorize(mask, probability, before, after, None, gsd=2.0)
+    assert [p.area_m2 for p in known] == [1600.0]  # 20 m² is 5 px at 2 m: the 4 px speck goes
+    assert vectorize(np.zeros_like(mask), probability, before, after) == []
+
+
+def test_vectorize_modified_when_structure_and_brightness_do_not_move() -> None:
+    before = texture(1, 64, 64, seed=11)
+    after = before.copy()
+    after[0, 10:30, 10:30] = np.rot90(before[0, 10:30, 10:30])  # rearranged, same brightness
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[10:30, 10:30] = True
+    (polygon,) = vectorize(mask, mask.astype(np.float32), before, after)
+    assert polygon.kind == "modified"
+
+
+# --- pair loading ---------------------------------------------------------------------------------
+
+
+def _u8(a: np.ndarray) -> np.ndarray:
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def test_load_pair_plain_images_of_different_sizes_is_an_error_naming_after(tmp_path: Path) -> None:
+    before = write_tif(tmp_path / "before.tif", _u8(texture(3, 40, 50)))
+    after = write_tif(tmp_path / "after.tif", _u8(texture(3, 40, 48)))
+    with pytest.raises(InputError, match=r"after\.tif: size 48x40 differs from before\.tif"):
+        load_pair(before, after)
+
+
+def test_load_pair_missing_file(tmp_path: Path) -> None:
+    before = write_tif(tmp_path / "before.tif", _u8(texture(3, 40, 50)))
+    with pytest.raises(RasterRefused, match="missing.png: no such file"):
+        load_pair(before, tmp_path / "missing.png")
+
+
+def test_load_pair_refuses_a_bad_gsd(tmp_path: Path) -> None:
+    before = write_tif(tmp_path / "before.tif", _u8(texture(3, 40, 50)))
+    with pytest.raises(InputError, match="--gsd: must be a positive number"):
+        load_pair(before, before, gsd=0.0)
+
+
+def test_load_pair_reconciles_single_band_16_bit_with_rgb(tmp_path: Path) -> None:
+    scene = texture(3, 40, 50)
+    grey = (scene.mean(axis=0, keepdims=True) * 200).astype(np.uint16)
+    before = write_tif(tmp_path / "grey16.tif", grey)
+    after = write_tif(tmp_path / "rgb.tif", _u8(scene))
+    pair = load_pair(before, after, gsd=1.5, align=False)
+    assert pair.before.shape == pair.after.shape == (1, 40, 50)
+    assert pair.before.dtype == pair.after.dtype == np.float32
+    assert pair.gsd == 1.5 and pair.georef is None and pair.valid.all()
+
+
+def test_load_pair_reprojects_after_onto_before_grid(tmp_path: Path) -> None:
+    before = write_tif(tmp_path / "before.tif", _u8(texture(3, 60, 80)), **UTM_GRID)
+    # AFTER covers only the western half of BEFORE, at 1 m in the same CRS.
+    after_grid = {"crs": "EPSG:32615", "transform": Affine(1.0, 0, 367000.0, 0, -1.0, 4104000.0)}
+    after = write_tif(tmp_path / "after.tif", _u8(texture(3, 30, 20)), **after_grid)
+    pair = load_pair(before, after, align=False)
+    assert pair.after.shape == (3, 60, 80)
+    assert pair.gsd == pytest.approx(0.5)
+    assert pair.valid[:, :38].all() and not pair.valid[:, 42:].any()
+
+
+def test_load_pair_refuses_footprints_that_do_not_overlap(tmp_path: Path) -> None:
+    before = write_tif(tmp_path / "before.tif", _u8(texture(3, 20, 20)), **UTM_GRID)
+    far = {"crs": "EPSG:32615", "transform": Affine(0.5, 0, 900000.0, 0, -0.5, 4104000.0)}
+    after = write_tif(tmp_path / "after.tif", _u8(texture(3, 20, 20)), **far)
+    with pytest.raises(InputError, match="after.tif: does not overlap"):
+        load_pair(before, after)
+
+
+def test_load_pair_aligns_a_global_shift(tmp_path: Path) -> None:
+    scene = texture(3, 200, 200, seed=5)
+    shifted = ndimage.shift(scene, (0, -1.0, 2.5), order=3, mode="reflect")  # content right 2.5, up 1
+    before = write_tif(tmp_path / "before.tif", _u8(scene))
+    after = write_tif(tmp_path / "after.tif", _u8(shifted))
+    pair = load_pair(before, after)
+    assert pair.shift is not None
+    assert pair.shift == pytest.approx((-2.5, 1.0), abs=0.2)
+    assert not pair.valid[:, -2:].any() and pair.valid[5:-5, 5:-5].all()
+    assert load_pair(before, after, align=False).shift is None
+
+
+# --- band folders ---------------------------------------------------------------------------------
+
+
+def _band_folder(folder: Path, bands: dict[str, int]) -> Path:
+    """Band GeoTIFFs named as in OSCD, at 10 m (20x20), 20 m (10x10) or 60 m (4x4, slightly larger)."""
+    folder.mkdir(parents=True)
+    for name, size in bands.items():
+        pixel = 200.0 / size if size != 4 else 60.0
+        grid = {"crs": "EPSG:32631", "transform": Affine(pixel, 0, 500000.0, 0, -pixel, 5400000.0)}
+        data = (texture(1, size, size, seed=len(name) + size) * 40).astype(np.uint16)
+        write_tif(folder / f"S2A_OPER_MSI_L1C_T31UDQ_{name}.tif", data, **grid)
+    return folder
+
+
+def test_read_band_folder_stacks_on_the_10m_grid(tmp_path: Path) -> None:
+    folder = _band_folder(
+        tmp_path / "imgs_1", {"B01": 4, "B02": 20, "B03": 20, "B04": 20, "B08": 20, "B8A": 10, "B11": 10}
+    )
+    (folder / "notes.txt").write_text("not a band")
+    stack = read_band_folder(folder)
+    assert stack.names == ("B01", "B02", "B03", "B04", "B08", "B8A", "B11")
+    assert stack.data.shape == (7, 20, 20) and stack.data.dtype == np.float32
+    assert stack.georef.transform == Affine(10.0, 0, 500000.0, 0, -10.0, 5400000.0)
+    assert (stack.data > 0).all()  # coarse bands cover the whole 10 m grid
+
+
+def test_read_band_folder_errors_name_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"empty: no band files"):
+        read_band_folder(tmp_path / "empty")
+    folder = _band_folder(tmp_path / "partial", {"B02": 20, "B03": 20, "B04": 20, "B05": 10})
+    with pytest.raises(InputError, match=r"partial: missing the 10 m band\(s\) B08"):
+        read_band_folder(folder)
+
+
+def test_band_folder_against_rgb_file_uses_rgb_bands(tmp_path: Path) -> None:
+    folder = _band_folder(tmp_path / "imgs_1", {"B02": 20, "B03": 20, "B04": 20, "B08": 20, "B05": 10})
+    grid = {"crs": "EPSG:32631", "transform": Affine(10.0, 0, 500000.0, 0, -10.0, 5400000.0)}
+    rgb = write_tif(tmp_path / "after.tif", _u8(texture(3, 20, 20)), **grid)
+    pair = load_pair(folder, rgb, align=False)
+    assert pair.before.shape == pair.after.shape == (3, 20, 20)
+    assert pair.gsd == pytest.approx(10.0)
