@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from affine import Affine
-from conftest import UTM_GRID, write_tif
-from pyproj import CRS
 from scipy import ndimage
+from shapely.geometry import box
 
-from sitewatch.change import ChangeDetector, ChangeResult, Cva, load_pair, registry
-from sitewatch.change.vectorize import vectorize
+from conftest import UTM_GRID, write_tif
+from sitewatch.change import ChangeDetector, ChangeResult, Cva, compare, load_pair, registry, vectorize
 from sitewatch.change.registry import RegistryError
 from sitewatch.errors import GsdEstimatedWarning, InputError, RasterRefused, UnknownName
 from sitewatch.io.bands import read_band_folder
-from sitewatch.io.raster import Georef
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
 
 def texture(bands: int, rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -54,17 +54,27 @@ def test_detector_finds_new_block(
         result = registry.get(name)().detect(before, after, None, gsd)
     assert result.mask.dtype == bool and result.mask.shape == truth.shape
     assert result.probability.dtype == np.float32
-    assert 0.0 <= result.probability.min() and result.probability.max() <= 1.0
+    assert result.probability.min() >= 0.0 and result.probability.max() <= 1.0
     iou = (result.mask & truth).sum() / (result.mask | truth).sum()
     assert iou > 0.7
     assert result.probability[truth].mean() > 0.8
     assert result.probability[~ndimage.binary_dilation(truth, iterations=4)].mean() < 0.1
 
 
-def test_unchanged_pair_with_illumination_change_gives_no_change() -> None:
+@pytest.mark.parametrize("gsd", [None, 0.5, 2.0, 10.0])
+def test_unchanged_pair_with_illumination_change_gives_no_change(gsd: float | None) -> None:
     before = noisy(texture(3, 128, 128, seed=3), 4)
     after = noisy(texture(3, 128, 128, seed=3) * 1.4 + 25.0, 5)  # brighter, more contrast, new noise
-    result = Cva().detect(before, after, None, 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GsdEstimatedWarning)
+        result = Cva().detect(before, after, None, gsd)
+    assert result.mask.mean() < 0.005
+
+
+def test_flat_unchanged_pair_gives_no_change() -> None:
+    """Sensor noise alone on a featureless scene: Otsu would split the noise in two."""
+    flat = np.full((3, 64, 64), 100.0, dtype=np.float32)
+    result = Cva().detect(noisy(flat, 1), noisy(flat * 0.8, 2), None, 1.0)
     assert result.mask.mean() < 0.005
 
 
@@ -124,11 +134,11 @@ def _block_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return before, after, mask
 
 
-def test_vectorize_gives_area_confidence_and_kind_in_crs() -> None:
+def test_vectorize_gives_area_confidence_and_kind_in_grid_coordinates() -> None:
     before, after, mask = _block_scene()
-    probability = np.where(mask, 0.9, 0.05).astype(np.float32)
-    georef = Georef(crs=CRS.from_epsg(32615), transform=Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0))
-    polygons = vectorize(mask, probability, before, after, georef)
+    result = ChangeResult(probability=np.where(mask, 0.9, 0.05).astype(np.float32), mask=mask)
+    transform = Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0)
+    polygons = vectorize(result, before, after, transform, gsd=0.5)
     assert len(polygons) == 1  # the 2x2 speck is under 20 m² (80 px at 0.5 m)
     p = polygons[0]
     assert p.area_px == 400
@@ -136,20 +146,22 @@ def test_vectorize_gives_area_confidence_and_kind_in_crs() -> None:
     assert p.confidence == pytest.approx(0.9, abs=1e-6)
     assert p.kind == "appeared"
     assert p.geometry.bounds == pytest.approx((367010.0, 4103985.0, 367020.0, 4103995.0))
-    removed = vectorize(mask, probability, after, before, georef)
+    assert p.geometry.area == pytest.approx(100.0)
+    removed = vectorize(result, after, before, transform, gsd=0.5)
     assert removed[0].kind == "removed"
 
 
 def test_vectorize_plain_image_uses_pixel_coordinates() -> None:
     before, after, mask = _block_scene()
-    probability = mask.astype(np.float32)
-    unknown = vectorize(mask, probability, before, after, None, None, min_pixels=4)
+    result = ChangeResult(probability=mask.astype(np.float32), mask=mask)
+    unknown = vectorize(result, before, after, min_pixels=4)
     assert [p.area_px for p in unknown] == [400, 4]
     assert unknown[0].area_m2 is None
     assert unknown[0].geometry.bounds == (20.0, 10.0, 40.0, 30.0)
-    known = vectorize(mask, probability, before, after, None, gsd=2.0)
+    known = vectorize(result, before, after, gsd=2.0)
     assert [p.area_m2 for p in known] == [1600.0]  # 20 m² is 5 px at 2 m: the 4 px speck goes
-    assert vectorize(np.zeros_like(mask), probability, before, after) == []
+    nothing = ChangeResult(probability=result.probability, mask=np.zeros_like(mask))
+    assert vectorize(nothing, before, after) == []
 
 
 def test_vectorize_modified_when_structure_and_brightness_do_not_move() -> None:
@@ -158,8 +170,19 @@ def test_vectorize_modified_when_structure_and_brightness_do_not_move() -> None:
     after[0, 10:30, 10:30] = np.rot90(before[0, 10:30, 10:30])  # rearranged, same brightness
     mask = np.zeros((64, 64), dtype=bool)
     mask[10:30, 10:30] = True
-    (polygon,) = vectorize(mask, mask.astype(np.float32), before, after)
+    (polygon,) = vectorize(ChangeResult(mask.astype(np.float32), mask), before, after)
     assert polygon.kind == "modified"
+
+
+def test_product_polygons_on_a_georeferenced_pair(tmp_path: Path) -> None:
+    before, after, _ = _block_scene()
+    write_tif(tmp_path / "b.tif", _u8(before), **UTM_GRID)
+    write_tif(tmp_path / "a.tif", _u8(after), **UTM_GRID)
+    product = compare(tmp_path / "b.tif", tmp_path / "a.tif")
+    (polygon,) = product.polygons()
+    assert polygon.kind == "appeared"
+    assert polygon.area_m2 == pytest.approx(100.0, rel=0.15)  # 20x20 px at 0.5 m
+    assert polygon.geometry.within(box(367000.0, 4103968.0, 367032.0, 4104000.0))
 
 
 # --- pair loading ---------------------------------------------------------------------------------
@@ -178,7 +201,7 @@ def test_load_pair_plain_images_of_different_sizes_is_an_error_naming_after(tmp_
 
 def test_load_pair_missing_file(tmp_path: Path) -> None:
     before = write_tif(tmp_path / "before.tif", _u8(texture(3, 40, 50)))
-    with pytest.raises(RasterRefused, match="missing.png: no such file"):
+    with pytest.raises(RasterRefused, match=r"missing\.png: no such file"):
         load_pair(before, tmp_path / "missing.png")
 
 
@@ -214,7 +237,7 @@ def test_load_pair_refuses_footprints_that_do_not_overlap(tmp_path: Path) -> Non
     before = write_tif(tmp_path / "before.tif", _u8(texture(3, 20, 20)), **UTM_GRID)
     far = {"crs": "EPSG:32615", "transform": Affine(0.5, 0, 900000.0, 0, -0.5, 4104000.0)}
     after = write_tif(tmp_path / "after.tif", _u8(texture(3, 20, 20)), **far)
-    with pytest.raises(InputError, match="after.tif: does not overlap"):
+    with pytest.raises(InputError, match=r"after\.tif: does not overlap"):
         load_pair(before, after)
 
 

@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import UTM_GRID, write_tif
 from PIL import Image
 from scipy import ndimage
+
+from conftest import UTM_GRID, write_tif
 
 SITEWATCH = Path(sys.executable).with_name("sitewatch")
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SITEWATCH), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
-    )
+    return subprocess.run([str(SITEWATCH), *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
 
 
 def scene(rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -89,7 +88,7 @@ def test_change_georeferenced_with_prob(tmp_path: Path) -> None:
         assert (src.count, src.dtypes[0], src.width, src.height) == (1, "float32", 80, 64)
         assert src.crs.to_epsg() == 32615 and src.transform == UTM_GRID["transform"]
         prob = src.read(1)
-    assert 0.0 <= prob.min() and prob.max() <= 1.0
+    assert prob.min() >= 0.0 and prob.max() <= 1.0
     assert prob[22:34, 22:34].mean() > 0.8 and prob[45:, 50:].mean() < 0.2
 
 

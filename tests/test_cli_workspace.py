@@ -62,7 +62,9 @@ def test_site_from_geojson_and_bad_geojson(tmp_path: Path) -> None:
     _ok("init", ws)
     good = tmp_path / "aoi.geojson"
     ring = [[-94.497, 37.066], [-94.488, 37.066], [-94.488, 37.074], [-94.497, 37.066]]
-    good.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}))
+    good.write_text(
+        json.dumps({"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    )
     _ok("site", "add", "tri", "--geojson", good, workspace=ws)
     bad = tmp_path / "bad.geojson"
     bad.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature"}]}')

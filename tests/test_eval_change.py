@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from affine import Affine
-from conftest import write_tif
 from PIL import Image
 from scipy import ndimage
 
+from conftest import write_tif
 from sitewatch.errors import GsdEstimatedWarning, InputError, UnknownName
-from sitewatch.eval.change import ALL, PairDone, Score, confusion, evaluate, find_pairs
+from sitewatch.eval.change import ALL, LabelledPair, PairDone, Score, confusion, evaluate, find_pairs
 
 #: Measured 0.438 (P 0.438, R 0.438) for cva on the 8 SZTAKI pairs; the floor leaves a margin
 #: for platform differences in resampling and filtering, not for a worse detector.
@@ -111,7 +111,7 @@ def test_evaluate_sums_pixels_per_dataset_and_all(tmp_path: Path) -> None:
     events: list[PairDone] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GsdEstimatedWarning)
-        scores = evaluate(tmp_path, ["cva"], on_progress=events.append)
+        scores = evaluate(find_pairs(tmp_path), ["cva"], on_progress=events.append)
     assert [(s.dataset, s.pairs) for s in scores] == [("levir-cd", 2), ("oscd", 1), ("sztaki", 1), (ALL, 4)]
     assert [e.done for e in events] == [1, 2, 3, 4] and events[-1].total == 4
     levir = scores[0]
@@ -126,8 +126,12 @@ def test_evaluate_sums_pixels_per_dataset_and_all(tmp_path: Path) -> None:
 
 
 def test_evaluate_refuses_unknown_detector_before_work(tmp_path: Path) -> None:
+    _sztaki(tmp_path)
+    (tmp_path / "im1.bmp").unlink()  # reading it would fail: the name must fail first
     with pytest.raises(UnknownName, match="known: cva"):
-        evaluate(tmp_path, ["nope"])
+        evaluate(
+            [LabelledPair("sztaki", "p", tmp_path / "im1.bmp", tmp_path / "im2.BMP", tmp_path / "gt.bmp")], ["nope"]
+        )
 
 
 def test_evaluate_label_of_wrong_size(tmp_path: Path) -> None:
@@ -135,7 +139,7 @@ def test_evaluate_label_of_wrong_size(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "p" / "gt.bmp")
     with pytest.raises(InputError, match=r"gt.bmp: label is 5x5, BEFORE is 64x48"), warnings.catch_warnings():
         warnings.simplefilter("ignore", GsdEstimatedWarning)
-        evaluate(tmp_path)
+        evaluate(find_pairs(tmp_path))
 
 
 def test_eval_change_cli_json(tmp_path: Path) -> None:
@@ -161,6 +165,6 @@ def test_eval_change_cli_json(tmp_path: Path) -> None:
 def test_cva_f1_on_sztaki_sample(datasets: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GsdEstimatedWarning)
-        (score,) = evaluate(datasets / "sztaki", ["cva"])
+        (score,) = evaluate(find_pairs(datasets / "sztaki"), ["cva"])
     assert score.pairs == 8
     assert score.f1 >= SZTAKI_F1_FLOOR, score.as_dict()

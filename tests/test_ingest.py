@@ -28,9 +28,7 @@ def _scene(tmp_path: Path, name: str, seed: int, gsd: float = 0.5, size: int = 1
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 255, (3, int(size * 0.5 / gsd), int(size * 0.5 / gsd)), dtype=np.uint8)
     grid = {"crs": "EPSG:32615", "transform": Affine(gsd, 0, 366700.0, 0, -gsd, 4104400.0)}
-    return write_tif(
-        tmp_path / name, data, **grid, tags={"DATETIME": f"2024-0{seed}-01T10:00:00Z", "PROVIDER": "test"}
-    )
+    return write_tif(tmp_path / name, data, **grid, tags={"DATETIME": f"2024-0{seed}-01T10:00:00Z", "PROVIDER": "test"})
 
 
 @pytest.fixture
@@ -108,9 +106,7 @@ def test_plain_png_with_world_file_and_crs(tmp_path: Path) -> None:
     (tmp_path / "aerial.pgw").write_text("0.5\n0\n0\n-0.5\n366700.25\n4104399.75\n")
     no_crs = run_sitewatch("ingest", image, "--datetime", "2024-05-01", workspace=ws_dir)
     assert no_crs.returncode == 1 and "aerial.png" in no_crs.stderr
-    done = run_sitewatch(
-        "ingest", image, "--datetime", "2024-05-01", "--crs", "EPSG:32615", "--json", workspace=ws_dir
-    )
+    done = run_sitewatch("ingest", image, "--datetime", "2024-05-01", "--crs", "EPSG:32615", "--json", workspace=ws_dir)
     assert done.returncode == 0, done.stderr
     (scene,) = json.loads(done.stdout)["scenes"]
     assert scene["status"] == "ingested" and scene["sites"] == ["s"]
@@ -168,9 +164,7 @@ def test_joplin_two_crss_on_one_grid(datasets: Path, tmp_path: Path) -> None:
         outcomes = ingest(
             ws,
             [
-                _source(
-                    joplin / "joplin_pre_nad83-utm15n_0.6m.tif", acquired=datetime(2011, 4, 1, tzinfo=UTC)
-                ),
+                _source(joplin / "joplin_pre_nad83-utm15n_0.6m.tif", acquired=datetime(2011, 4, 1, tzinfo=UTC)),
                 _source(joplin / "joplin_post_wgs84.tif", acquired=datetime(2011, 5, 24, tzinfo=UTC)),
             ],
         )

@@ -52,9 +52,7 @@ def test_geojson_errors(tmp_path: Path) -> None:
         read_geojson_geometry(bowtie)
     utm = tmp_path / "utm.geojson"
     utm.write_text(
-        json.dumps(
-            {"type": "Polygon", "coordinates": [[[500000, 0], [500100, 0], [500100, 100], [500000, 0]]]}
-        )
+        json.dumps({"type": "Polygon", "coordinates": [[[500000, 0], [500100, 0], [500100, 100], [500000, 0]]]})
     )
     with pytest.raises(GeometryError, match="lon/lat"):
         read_geojson_geometry(utm)

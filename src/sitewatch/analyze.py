@@ -7,6 +7,7 @@ Two observations are compared at the coarser of their levels, on the site grid, 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -21,15 +22,15 @@ from shapely.geometry import mapping
 
 from sitewatch.catalog.models import Change, Observation, Scene, Site
 from sitewatch.grid import SiteGrid, to_crs
+from sitewatch.io.files import atomic_path
 from sitewatch.io.raster import open_raster
-from sitewatch.workspace import Workspace, atomic_path, slug
+from sitewatch.masks import cloud_like
+from sitewatch.workspace import Workspace, slug
 
 log = logging.getLogger(__name__)
 
 #: Observations with less valid data than this are not compared (reason kept in the result).
 MIN_VALID_FRACTION = 0.5
-#: An 8-bit observation with more cloud-like pixels than this is left out as cloudy.
-MAX_CLOUD_FRACTION = 0.3
 
 
 @dataclass(frozen=True)
@@ -78,20 +79,6 @@ def read_layer(ws: Workspace, obs: Observation, grid: SiteGrid, level: int) -> L
     return Layer(pixels=data.astype(np.float32), valid=valid)
 
 
-def cloud_fraction(layer: Layer, dtype: str) -> tuple[float, np.ndarray]:
-    """Share of valid pixels that look like thick cloud (bright and grey), and their mask.
-
-    A first screen for 8-bit imagery only; the alignment issue brings spectral cloud and haze masks.
-    """
-    if dtype != "uint8" or layer.pixels.shape[0] < 3:
-        return 0.0, np.zeros(layer.valid.shape, bool)
-    rgb = layer.pixels[:3]
-    bright = rgb.min(axis=0) > 200
-    grey = (rgb.max(axis=0) - rgb.min(axis=0)) < 30
-    cloud = bright & grey & layer.valid
-    return float(cloud.sum() / max(1, layer.valid.sum())), cloud
-
-
 def usable(ws: Workspace, observations: Sequence[Observation]) -> tuple[list[Observation], dict[int, str]]:
     """Observations fit to compare, and the reason each other one was left out."""
     keep, skipped = [], {}
@@ -99,7 +86,7 @@ def usable(ws: Workspace, observations: Sequence[Observation]) -> tuple[list[Obs
         if obs.valid_fraction < MIN_VALID_FRACTION:
             skipped[obs.id or 0] = f"only {obs.valid_fraction:.0%} of the site has data"
         elif "cloudy" in obs.flags:
-            skipped[obs.id or 0] = "cloudy"
+            skipped[obs.id or 0] = "cloudy (thick cloud over much of the site)"
         else:
             keep.append(obs)
     return keep, skipped
@@ -114,33 +101,28 @@ def analyze_site(
 ) -> AnalysisResult:
     """Find change between consecutive usable observations of a site; store and export it."""
     from sitewatch.change import get_detector, vectorize
+    from sitewatch.change.pair import align_translation
 
     site = ws.catalog.site(site_name)
     method = get_detector(detector)()
     observations, skipped = usable(ws, ws.catalog.observations(site))
     scenes = {obs.id or 0: ws.catalog.scene(obs.scene_id) for obs in observations}
     found: list[Change] = []
-    clear: list[Observation] = []
     if site.base_gsd is None:
         return AnalysisResult(site.name, detector, 0, [], skipped, None)
     grid = SiteGrid.of(site)
-    for obs in observations:
-        layer = read_layer(ws, obs, grid, obs.level)
-        fraction, _ = cloud_fraction(layer, scenes[obs.id or 0].dtype)
-        if fraction > MAX_CLOUD_FRACTION:
-            skipped[obs.id or 0] = f"cloudy ({fraction:.0%} of the site)"
-            continue
-        clear.append(obs)
-    pairs = list(zip(clear, clear[1:], strict=False))
+    pairs = list(itertools.pairwise(observations))
     for number, (before, after) in enumerate(pairs, start=1):
         level = max(before.level, after.level)
         a = read_layer(ws, before, grid, level)
         b = read_layer(ws, after, grid, level)
-        _, cloud_a = cloud_fraction(a, scenes[before.id or 0].dtype)
-        _, cloud_b = cloud_fraction(b, scenes[after.id or 0].dtype)
+        cloud_a = cloud_like(a.pixels, a.valid, scenes[before.id or 0].dtype)
+        cloud_b = cloud_like(b.pixels, b.valid, scenes[after.id or 0].dtype)
         valid = a.valid & b.valid & ~cloud_a & ~cloud_b
-        result = method.detect(a.pixels, b.pixels, valid, grid.gsd_at(level))
-        regions = vectorize(result, a.pixels, b.pixels, grid.transform_at(level), grid.gsd_at(level))
+        gsd = grid.gsd_at(level)
+        after_pixels, valid, _shift = align_translation(a.pixels, b.pixels, valid)
+        result = method.detect(a.pixels, after_pixels, valid, gsd)
+        regions = vectorize(result, a.pixels, after_pixels, grid.transform_at(level), gsd)
         pair_changes = [
             Change(
                 site_id=site.id or 0,
@@ -148,7 +130,7 @@ def analyze_site(
                 after_id=after.id or 0,
                 kind=region.kind,
                 geometry=region.geometry,
-                area_m2=region.area_m2,
+                area_m2=region.area_m2 if region.area_m2 is not None else region.area_px * gsd * gsd,
                 confidence=region.confidence,
                 date_from=before.acquired,
                 date_to=after.acquired,

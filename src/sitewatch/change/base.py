@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np  # annotations only: the CLI imports this module at start, for --help
 
 #: Smallest change worth mapping where the GSD is known: about a shed or two parked cars.
 MIN_MAPPING_UNIT_M2 = 20.0

@@ -3,32 +3,31 @@
 Load the pair, run a registered detector, and return the mask and probability with what the
 contract's ``--json`` reports. The writers put each file beside its target and rename it at the
 end, so a failure never leaves a partial product behind.
+
+NumPy, rasterio, Pillow and the pair loader are imported inside the functions: the package imports
+this module at every CLI start (for ``--help``), which must stay fast.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from uuid import uuid4
-
-import numpy as np
-import rasterio
-from PIL import Image
-from rasterio.crs import CRS as RioCRS
-from rasterio.errors import NotGeoreferencedWarning
+from typing import TYPE_CHECKING, Any
 
 from sitewatch.change import registry
-from sitewatch.change.pair import ImagePair, load_pair
+from sitewatch.change.base import ChangeResult
 from sitewatch.change.vectorize import ChangePolygon, vectorize
-from sitewatch.errors import InputError
-from sitewatch.io.raster import Georef, gdal_env
+from sitewatch.io.files import atomic_path
 from sitewatch.settings import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sitewatch.change.pair import ImagePair
+    from sitewatch.io.raster import Georef
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,9 @@ class ChangeProduct:
 
     def polygons(self) -> list[ChangePolygon]:
         """The mask's change polygons, typed and measured (see :mod:`sitewatch.change.vectorize`)."""
-        return vectorize(
-            self.mask, self.probability, self.pair.before, self.pair.after, self.georef, self.pair.gsd
-        )
+        transform = self.georef.transform if self.georef is not None else None
+        result = ChangeResult(probability=self.probability, mask=self.mask)
+        return vectorize(result, self.pair.before, self.pair.after, transform, self.pair.gsd)
 
 
 def compare(
@@ -103,6 +102,10 @@ def compare(
         UnknownName: If no detector has that name.
         InputError: If an input is missing, refused or does not match the other.
     """
+    import numpy as np
+
+    from sitewatch.change.pair import load_pair
+
     cls = registry.get(detector)  # before any reading: a typo fails at once
     start = time.perf_counter()
     pair = load_pair(Path(before), Path(after), gsd=gsd, align=align, limits=limits)
@@ -115,23 +118,6 @@ def compare(
         seconds=seconds,
         pair=pair,
     )
-
-
-@contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """A temporary path beside FINAL (same filesystem), renamed onto FINAL on success.
-
-    Raises:
-        InputError: If the file cannot be written (no such folder, no permission, disk full).
-    """
-    tmp = final.with_name(f".{final.name}.{uuid4().hex}.part")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except OSError as exc:
-        raise InputError(final, f"cannot write ({exc.strerror or exc})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_mask_png(mask: np.ndarray, path: str | Path) -> None:
@@ -156,10 +142,20 @@ def write_products(product: ChangeProduct, mask_path: str | Path, prob_path: str
 
 
 def _write_mask(mask: np.ndarray, path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
     Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(path, format="PNG", optimize=True)
 
 
 def _write_probability(probability: np.ndarray, georef: Georef | None, path: Path) -> None:
+    import numpy as np
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from sitewatch.io.raster import gdal_env
+
     rows, cols = probability.shape
     profile: dict[str, Any] = {
         "driver": "GTiff",
@@ -168,10 +164,10 @@ def _write_probability(probability: np.ndarray, georef: Georef | None, path: Pat
         "count": 1,
         "dtype": "float32",
         "compress": "deflate",
-        "predictor": 3,  # floating-point predictor: much smaller files for smooth fields
+        "predictor": 3,  # floating-point predictor: smaller files for smooth fields
     }
     if georef is not None:
-        profile.update(crs=RioCRS.from_wkt(georef.crs.to_wkt()), transform=georef.transform)
+        profile.update(crs=CRS.from_wkt(georef.crs.to_wkt()), transform=georef.transform)
     data = np.clip(probability, 0.0, 1.0).astype(np.float32)
     with gdal_env(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)

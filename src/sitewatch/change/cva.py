@@ -26,7 +26,6 @@ from typing import ClassVar
 
 import cv2
 import numpy as np
-from scipy import ndimage
 from scipy.special import expit
 from skimage.filters import threshold_otsu
 
@@ -96,11 +95,10 @@ class Cva(ChangeDetector):
         a = _normalise(before, valid, smooth)
         b = _normalise(after, valid, smooth)
         magnitude = np.sqrt(np.mean(np.square(a - b), axis=0))
-        if s.magnitude_smooth_px > 0:
-            magnitude = ndimage.gaussian_filter(magnitude, s.magnitude_smooth_px)
+        magnitude = _smooth(magnitude, s.magnitude_smooth_px)
         threshold = self._threshold(magnitude[valid])
-        # Probability 0.5 at the threshold, about 0.98 at twice it: a calibrated-looking score
-        # that ranks pixels exactly as the magnitude does.
+        # 0.5 at the threshold, about 0.98 at twice it: a score that ranks pixels as the magnitude
+        # does and agrees with the mask, not a calibrated probability.
         probability = expit((magnitude - threshold) / (0.25 * threshold)).astype(np.float32)
         probability[~valid] = 0.0
         mask = _clean(probability >= 0.5, radius, mmu) & valid
@@ -116,6 +114,7 @@ class Cva(ChangeDetector):
         return smooth, radius
 
     def _threshold(self, values: np.ndarray) -> float:
+        """Noise level (median + k·MAD), the absolute floor, or Otsu's threshold: the highest."""
         median = float(np.median(values))
         spread = _MAD_TO_STD * float(np.median(np.abs(values - median)))
         return max(median + self.settings.k_mad * spread, self.settings.floor, float(threshold_otsu(values)))
@@ -130,13 +129,21 @@ def _normalise(image: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray
         if not math.isfinite(spread) or spread <= 0:
             continue  # a flat band carries no information on change
         z = np.where(valid, (band - q50) / spread, 0.0).astype(np.float32)
-        out[i] = ndimage.gaussian_filter(z, sigma) if sigma > 0 else z
+        out[i] = _smooth(z, sigma)
     return out
+
+
+def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of SIGMA px (OpenCV: several times faster than SciPy's on large images)."""
+    if sigma <= 0:
+        return image
+    blurred: np.ndarray = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+    return blurred
 
 
 def _clean(mask: np.ndarray, radius: int, min_pixels: int) -> np.ndarray:
     """Opening then closing with a disk of RADIUS px; drop regions under MIN_PIXELS (8-connected)."""
-    m = mask.astype(np.uint8)
+    m: np.ndarray = mask.astype(np.uint8)
     if radius > 0:
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         m = cv2.morphologyEx(m, cv2.MORPH_OPEN, disk)

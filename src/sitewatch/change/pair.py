@@ -20,7 +20,6 @@ import numpy as np
 from rasterio.enums import ColorInterp
 from rasterio.warp import Resampling, reproject
 from scipy import ndimage
-from skimage.filters import window
 from skimage.registration import phase_cross_correlation
 
 from sitewatch.errors import InputError, NoOverlapError
@@ -117,7 +116,7 @@ def load_pair(
         raise NoOverlapError(after, f"has no valid pixel in common with {before.name}")
     shift = None
     if align:
-        after_data, valid, shift = _align(before_data, after_data, valid)
+        after_data, valid, shift = align_translation(before_data, after_data, valid)
     if a.georef is not None:
         gsd = gsd_of(a.georef, a.data.shape[2], a.data.shape[1])
     return ImagePair(before_data, after_data, valid, a.georef, gsd, shift)
@@ -203,10 +202,11 @@ def _luminance(image: _Image) -> np.ndarray:
     rgb = _rgb(image)
     if rgb is not None:
         return np.tensordot(_LUMA, rgb, axes=1)[np.newaxis].astype(np.float32)
-    return image.data.mean(axis=0, keepdims=True, dtype=np.float32)
+    mean: np.ndarray = image.data.mean(axis=0, keepdims=True, dtype=np.float32)
+    return mean
 
 
-def _align(
+def align_translation(
     before: np.ndarray, after: np.ndarray, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None]:
     """Shift AFTER by the global translation onto BEFORE, when phase correlation is reliable.
@@ -238,7 +238,7 @@ def _align(
 def _phase_shift(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
     """(dy, dx) that moves MOV onto REF, to 1/20 px. A Hann window first: without it the image
     borders, which do not wrap around, pull the phase-correlation peak towards zero shift."""
-    taper = window("hann", ref.shape)
+    taper = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1]))
     shift: np.ndarray = phase_cross_correlation(
         (ref - ref.mean()) * taper, (mov - mov.mean()) * taper, upsample_factor=20
     )[0]

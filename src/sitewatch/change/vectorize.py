@@ -1,6 +1,6 @@
 """Change mask -> typed change polygons (appeared, removed, modified) with area and confidence.
 
-A pure function of arrays and a georeference, so ``analyze`` can call it on observations of a site
+A pure function of arrays and a transform, so ``analyze`` can call it on observations of a site
 and the ``change`` command on any pair.
 
 How the kind is decided (one vote each from structure and brightness; the net vote decides):
@@ -15,24 +15,22 @@ How the kind is decided (one vote each from structure and brightness; the net vo
 
 Luminance is normalised per date by its median and interquartile range first, so a change of
 illumination between dates does not vote.
+
+NumPy, SciPy, rasterio, shapely and scikit-image are imported inside the functions: the package
+imports this module at every CLI start (for ``--help``), which must stay fast.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-from affine import Affine
-from pyproj import Geod
-from rasterio.features import shapes
-from scipy import ndimage
-from shapely.geometry import shape
-from shapely.geometry.base import BaseGeometry
-from skimage.filters import sobel
+from sitewatch.change.base import ChangeResult, min_mapping_unit_px
 
-from sitewatch.change.base import min_mapping_unit_px
-from sitewatch.io.raster import Georef, gsd_of
+if TYPE_CHECKING:
+    import numpy as np
+    from affine import Affine
+    from shapely.geometry.base import BaseGeometry
 
 ChangeKind = Literal["appeared", "removed", "modified"]
 
@@ -47,9 +45,9 @@ class ChangePolygon:
     """One change region.
 
     Attributes:
-        geometry: polygon in the georeference's CRS, or in pixel coordinates (x = column to the
-            right, y = row down, pixel corners) for plain images.
-        area_m2: ground area in square metres, or ``None`` when neither georeference nor GSD is known.
+        geometry: polygon in the coordinates of the transform (the grid's CRS), or in pixel
+            coordinates (x = column to the right, y = row down, pixel corners) without one.
+        area_m2: ground area (pixels times GSD²), or ``None`` when the GSD is unknown.
         area_px: area in pixels of the grid.
         confidence: mean change probability inside the polygon, 0–1.
         kind: ``appeared``, ``removed`` or ``modified`` (see the module docstring for the rule).
@@ -63,26 +61,32 @@ class ChangePolygon:
 
 
 def vectorize(
-    mask: np.ndarray,
-    probability: np.ndarray,
+    result: ChangeResult,
     before: np.ndarray,
     after: np.ndarray,
-    georef: Georef | None = None,
+    transform: Affine | None = None,
     gsd: float | None = None,
     min_pixels: int | None = None,
 ) -> list[ChangePolygon]:
-    """Polygons of the changed regions of MASK, largest first.
+    """Polygons of the changed regions of a detector's RESULT, largest first.
 
     Args:
-        mask: bool ``(rows, cols)``, changed pixels.
-        probability: float ``(rows, cols)`` in 0–1, for the confidence.
+        result: the detector's mask (which regions) and probability (their confidence).
         before: ``(bands, rows, cols)`` or ``(rows, cols)``, for the kind.
         after: same shape as BEFORE.
-        georef: the grid's georeference; ``None`` gives pixel coordinates.
-        gsd: metres per pixel, for the area of plain images (ignored when GEOREF is given).
+        transform: the grid's pixel-corner transform; ``None`` gives pixel coordinates.
+        gsd: metres per pixel, for the area and the default minimum mapping unit.
         min_pixels: regions smaller than this are dropped; default: the minimum mapping unit at
-            the GSD (see :func:`sitewatch.change.base.min_mapping_unit_px`).
+            GSD (see :func:`sitewatch.change.base.min_mapping_unit_px`).
     """
+    import numpy as np
+    from affine import Affine
+    from rasterio.features import shapes
+    from scipy import ndimage
+    from shapely.geometry import shape
+    from skimage.filters import sobel
+
+    mask, probability = result.mask, result.probability
     if mask.shape != probability.shape or before.shape != after.shape or before.shape[-2:] != mask.shape:
         raise ValueError(
             f"shapes differ: mask {mask.shape}, probability {probability.shape}, "
@@ -92,10 +96,8 @@ def vectorize(
     if count == 0:
         return []
     index = np.arange(1, count + 1)
-    area_px = ndimage.sum_labels(np.ones(mask.shape), labels, index)
-    if min_pixels is None:
-        min_pixels = min_mapping_unit_px(gsd if georef is None else _grid_gsd(georef, mask.shape))
-    keep = area_px >= min_pixels
+    area_px = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    keep = area_px >= (min_mapping_unit_px(gsd) if min_pixels is None else min_pixels)
     if not keep.any():
         return []
 
@@ -106,16 +108,14 @@ def vectorize(
     edges_after = ndimage.mean(sobel(lum_after), labels, index)
     d_structure = (edges_after - edges_before) / np.maximum(edges_after + edges_before, 1e-6)
 
-    transform = georef.transform if georef is not None else Affine.identity()
     kept = np.where(np.concatenate(([False], keep))[labels], labels, 0).astype(np.int32)
     polygons: list[ChangePolygon] = []
-    for geojson, value in shapes(kept, mask=kept > 0, connectivity=4, transform=transform):
+    for geojson, value in shapes(kept, mask=kept > 0, connectivity=4, transform=transform or Affine.identity()):
         i = int(value) - 1
-        geometry = shape(geojson)
         polygons.append(
             ChangePolygon(
-                geometry=geometry,
-                area_m2=_area_m2(geometry, int(area_px[i]), georef, gsd),
+                geometry=shape(geojson),
+                area_m2=None if gsd is None else float(area_px[i]) * gsd * gsd,
                 area_px=int(area_px[i]),
                 confidence=float(np.clip(confidence[i], 0.0, 1.0)),
                 kind=_kind(float(d_structure[i]), float(d_brightness[i])),
@@ -141,24 +141,10 @@ def _kind(d_structure: float, d_brightness: float) -> ChangeKind:
 
 def _normalised_luminance(image: np.ndarray) -> np.ndarray:
     """Mean over bands, minus its median, over its robust standard deviation (IQR / 1.349)."""
+    import numpy as np
+
     lum = image.astype(np.float32) if image.ndim == 2 else image.mean(axis=0, dtype=np.float32)
     q25, q50, q75 = np.percentile(lum, [25, 50, 75])
-    spread = (q75 - q25) / 1.349
-    result: np.ndarray = (lum - q50) / spread if spread > 0 else lum - q50
-    return result
-
-
-def _grid_gsd(georef: Georef, shape_rc: tuple[int, ...]) -> float:
-    return gsd_of(georef, int(shape_rc[1]), int(shape_rc[0]))
-
-
-def _area_m2(geometry: BaseGeometry, pixels: int, georef: Georef | None, gsd: float | None) -> float | None:
-    """Geodesic area in lon/lat, planar area in a projected CRS, pixels times GSD² otherwise."""
-    if georef is None:
-        return None if gsd is None else pixels * gsd * gsd
-    if georef.crs.is_geographic:
-        geod = georef.crs.get_geod() or Geod(ellps="WGS84")
-        area, _ = geod.geometry_area_perimeter(geometry)
-        return abs(float(area))
-    factor = georef.crs.axis_info[0].unit_conversion_factor if georef.crs.axis_info else 1.0
-    return float(geometry.area) * factor * factor
+    spread = float(q75 - q25) / 1.349
+    centred: np.ndarray = lum - np.float32(q50)
+    return centred / np.float32(spread) if spread > 0 else centred

@@ -50,8 +50,12 @@ def change(
     from rich.console import Console
     from rich.table import Table
 
-    from sitewatch.eval.change import PairDone, evaluate
+    from sitewatch.eval.change import PairDone, evaluate, find_pairs
 
+    pairs = find_pairs(dataset)  # before the progress bar, so an error is the only output
+    names = detector or registry.names()
+    for name in names:
+        registry.get(name)
     # Every pair would repeat the same warning (say, "GSD unknown"): show each one once.
     with progress_bar() as bar, warnings.catch_warnings(record=True) as caught:
         task = bar.add_task("eval change", total=None)
@@ -59,7 +63,7 @@ def change(
         def advance(event: PairDone) -> None:
             bar.update(task, completed=event.done, total=event.total, description=event.pair.name)
 
-        scores = evaluate(dataset, detector, align=not no_align, on_progress=advance)
+        scores = evaluate(pairs, names, align=not no_align, on_progress=advance)
     for category, text in dict.fromkeys((w.category, str(w.message)) for w in caught):
         warnings.warn(text, category, stacklevel=1)
 

@@ -32,8 +32,8 @@ from rasterio.features import rasterize
 from shapely.geometry import Polygon
 
 from sitewatch.errors import InputError
+from sitewatch.io.files import atomic_path
 from sitewatch.io.raster import gdal_env
-from sitewatch.workspace import atomic_path
 
 ObjectClass = Literal["small-vehicle", "large-vehicle", "container"]
 EventKind = Literal["appeared", "removed"]

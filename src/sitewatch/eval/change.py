@@ -15,7 +15,7 @@ recall, F1 and IoU of the changed class are computed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -143,7 +143,7 @@ def _levir_pairs(root: Path, folder: Path, dirnames: list[str]) -> Iterable[Labe
         return []
     a, b, label = (_images(folder / d) for d in ("A", "B", "label"))
     return [
-        LabelledPair("levir-cd", str((folder / "A" / a[stem].name).relative_to(root)), a[stem], b[stem], label[stem])
+        LabelledPair("levir-cd", str(a[stem].relative_to(root)), a[stem], b[stem], label[stem])
         for stem in sorted(a.keys() & b.keys() & label.keys())
     ]
 
@@ -164,10 +164,11 @@ def _sztaki_pairs(root: Path, folder: Path, filenames: list[str]) -> Iterable[La
 def _oscd_pairs(root: Path, folder: Path, dirnames: list[str]) -> Iterable[LabelledPair]:
     if "images" not in dirnames:
         return []
+    label_roots = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.endswith("_labels"))
     pairs = []
     for city in sorted(p for p in (folder / "images").iterdir() if p.is_dir()):
         before, after = city / "imgs_1", city / "imgs_2"
-        labels = sorted(folder.glob(f"*_labels/{city.name}/cm/cm.png"))
+        labels = [cm for cm in (r / city.name / "cm" / "cm.png" for r in label_roots) if cm.is_file()]
         if before.is_dir() and after.is_dir() and labels:
             pairs.append(LabelledPair("oscd", str(city.relative_to(root)), before, after, labels[0]))
     return pairs
@@ -190,24 +191,23 @@ def confusion(predicted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
 
 
 def evaluate(
-    root: str | Path,
+    pairs: Sequence[LabelledPair],
     detectors: Iterable[str] | None = None,
     align: bool = True,
     on_progress: Callable[[PairDone], None] | None = None,
 ) -> list[Score]:
-    """Run every detector on every pair under ROOT; one score per dataset layout and detector.
+    """Run every detector on every pair (from :func:`find_pairs`); one score per layout and detector.
 
-    When pairs of more than one layout are found, a row named ``all`` per detector sums them
+    When pairs of more than one layout are given, a row named ``all`` per detector sums them
     (the whole folder as one split, as DESIGN.md defines it).
 
     Raises:
-        UnknownName: If a detector name is not registered.
-        InputError: If no pair is found, or a label's size differs from its BEFORE image.
+        UnknownName: If a detector name is not registered (before any pair is read).
+        InputError: If a pair cannot be read, or a label's size differs from its BEFORE image.
     """
     names = list(detectors) if detectors else registry.names()
     for name in names:
-        registry.get(name)  # an unknown name fails before any work
-    pairs = find_pairs(root)
+        registry.get(name)
     total, done = len(pairs) * len(names), 0
     scores: list[Score] = []
     for detector in names:

@@ -14,8 +14,12 @@ from rio_cogeo.profiles import cog_profiles
 
 from sitewatch.grid import SiteGrid
 from sitewatch.io.raster import GDAL_SAFE_ENV, Georef, open_raster
+from sitewatch.masks import CLOUDY_FRACTION, cloud_fraction
 from sitewatch.settings import Limits
 
+#: GDAL block cache while writing a COG. rasterio takes an integer in bytes here and does not restore
+#: the previous value afterwards, so this is a process-wide bound on GDAL's cache (default: 5 % of RAM).
+WRITE_CACHE_BYTES = 128 * 2**20
 #: Overview pixels read to measure an observation's valid fraction (bounded, whatever the size).
 _MASK_SAMPLE = 512
 
@@ -30,6 +34,17 @@ class ObservationFile:
     width: int
     height: int
     valid_fraction: float
+    cloud_fraction: float
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Quality flags: ``partial`` (the site is not fully covered), ``cloudy``."""
+        flags = []
+        if self.valid_fraction < 0.99:
+            flags.append("partial")
+        if self.cloud_fraction > CLOUDY_FRACTION:
+            flags.append("cloudy")
+        return tuple(flags)
 
 
 def resampling_for(native_gsd: float, target_gsd: float) -> Resampling:
@@ -77,23 +92,27 @@ def observe(
             add_mask=True,
             in_memory=False,
             quiet=True,
-            config=dict(GDAL_SAFE_ENV, GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=64),
+            config={**GDAL_SAFE_ENV, "GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": WRITE_CACHE_BYTES},
             overview_resampling="average",
         )
+    valid, cloud = screen(out, limits)
     return ObservationFile(
         path=out,
         level=level,
         gsd=grid.gsd_at(level),
         width=cols,
         height=rows,
-        valid_fraction=valid_fraction(out, limits),
+        valid_fraction=valid,
+        cloud_fraction=cloud,
     )
 
 
-def valid_fraction(path: Path, limits: Limits) -> float:
-    """Share of an observation's pixels that hold data, from a bounded read of its mask."""
+def screen(path: Path, limits: Limits) -> tuple[float, float]:
+    """(valid fraction, cloud fraction) of an observation, from a bounded read of an overview."""
     with open_raster(path, limits) as obs:
         scale = max(1, max(obs.width, obs.height) // _MASK_SAMPLE)
         shape = (max(1, obs.height // scale), max(1, obs.width // scale))
-        mask = obs.dataset_mask(out_shape=shape, resampling=Resampling.nearest)
-    return float(np.count_nonzero(mask) / mask.size)
+        valid = obs.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+        pixels = obs.read(out_shape=(obs.count, *shape), resampling=Resampling.nearest)
+        dtype = obs.dtypes[0]
+    return float(np.count_nonzero(valid) / valid.size), cloud_fraction(pixels, valid, dtype)

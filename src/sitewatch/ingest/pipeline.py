@@ -226,7 +226,6 @@ def _insert_observation(
     scene: Scene,
     obs_file: ObservationFile,
 ) -> None:
-    flags = ("partial",) if obs_file.valid_fraction < 0.99 else ()
     ws.catalog.insert_observation(
         conn,
         Observation(
@@ -239,7 +238,7 @@ def _insert_observation(
             height=obs_file.height,
             acquired=old.acquired if old else scene.acquired,
             valid_fraction=obs_file.valid_fraction,
-            flags=old.flags if old else flags,
+            flags=obs_file.flags,
         ),
     )
 

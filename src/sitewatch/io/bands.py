@@ -111,7 +111,7 @@ def _read_on_grid(path: Path, grid: Georef, shape: tuple[int, int], limits: Limi
         own = georef_of(src, path)
         if own is None:
             raise InputError(path, "band file has no georeference")
-        band = src.read(1).astype(np.float32)
+        band: np.ndarray = src.read(1).astype(np.float32)
     if (band.shape, own.transform, own.crs) == (shape, grid.transform, grid.crs):
         return band
     out = np.zeros(shape, dtype=np.float32)

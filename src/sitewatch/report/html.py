@@ -27,6 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from sitewatch import __version__
 from sitewatch.catalog.models import Change, Observation, Scene, Site
 from sitewatch.errors import InputError, NotFound
+from sitewatch.io.files import atomic_path
 from sitewatch.io.raster import open_raster
 from sitewatch.report.chips import (
     Annotation,
@@ -42,7 +43,6 @@ from sitewatch.report.chips import (
     stretch_of,
     union_bounds,
 )
-from sitewatch.workspace import atomic_path
 
 #: How many changes get a before/after chip pair: the rest are in the table and on the overviews.
 MAX_CHIP_PAIRS = 20

@@ -99,7 +99,7 @@ def import_watchlist(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Site]:
 
 def write_watchlist(sites: Sequence[Site], out: Path) -> Path:
     """Write the watchlist GeoJSON atomically."""
-    from sitewatch.workspace import atomic_path
+    from sitewatch.io.files import atomic_path
 
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(export_watchlist(sites), indent=1), encoding="utf-8")
