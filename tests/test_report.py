@@ -281,7 +281,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.Mo
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(os, "replace", refuse)
-    with pytest.raises(SitewatchError, match=r"report\.html: cannot write the report \(Permission denied\)"):
+    with pytest.raises(SitewatchError, match=r"report\.html: cannot write \(Permission denied\)"):
         render_report(site, observations, scenes, changes, tmp_path, out / "report.html")
     assert list(out.iterdir()) == []
 

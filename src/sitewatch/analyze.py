@@ -24,7 +24,7 @@ from sitewatch.catalog.models import Change, Observation, Scene, Site
 from sitewatch.grid import SiteGrid, to_crs
 from sitewatch.io.files import atomic_path
 from sitewatch.io.raster import open_raster
-from sitewatch.masks import cloud_like
+from sitewatch.masks import cloud_mask
 from sitewatch.workspace import Workspace, slug
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,8 @@ def analyze_site(
         level = max(before.level, after.level)
         a = read_layer(ws, before, grid, level)
         b = read_layer(ws, after, grid, level)
-        cloud_a = cloud_like(a.pixels, a.valid, scenes[before.id or 0].dtype)
-        cloud_b = cloud_like(b.pixels, b.valid, scenes[after.id or 0].dtype)
+        cloud_a = cloud_mask(a.pixels, a.valid, scenes[before.id or 0].dtype)
+        cloud_b = cloud_mask(b.pixels, b.valid, scenes[after.id or 0].dtype)
         valid = a.valid & b.valid & ~cloud_a & ~cloud_b
         gsd = grid.gsd_at(level)
         after_pixels, valid, _shift = align_translation(a.pixels, b.pixels, valid)
@@ -173,6 +173,6 @@ def changes_geojson(site: Site, changes: Sequence[Change], scenes_by_obs: dict[i
 def export_changes(ws: Workspace, site: Site, changes: Sequence[Change], scenes_by_obs: dict[int, Scene]) -> Path:
     """Write the site's changes as GeoJSON in the workspace's exports folder."""
     out = ws.exports / f"{slug(site.name)}-changes.geojson"
-    with atomic_path(out) as tmp:
+    with atomic_path(out, make_parents=True) as tmp:
         tmp.write_text(json.dumps(changes_geojson(site, changes, scenes_by_obs), indent=1), encoding="utf-8")
     return out

@@ -14,6 +14,8 @@ CLOUD_MIN_DN = 200
 CLOUD_MAX_SPREAD_DN = 30
 #: An observation with more cloud-like pixels than this is flagged ``cloudy`` and left out.
 CLOUDY_FRACTION = 0.3
+#: Below this share of cloud-like pixels an image is taken as clear (bright roofs, not cloud).
+CLOUD_PRESENT_FRACTION = 0.05
 
 
 def cloud_like(pixels: np.ndarray, valid: np.ndarray, dtype: str) -> np.ndarray:
@@ -28,6 +30,18 @@ def cloud_like(pixels: np.ndarray, valid: np.ndarray, dtype: str) -> np.ndarray:
     grey = (rgb.max(axis=0).astype(np.int16) - rgb.min(axis=0)) < CLOUD_MAX_SPREAD_DN
     result: np.ndarray = bright & grey & valid
     return result
+
+
+def cloud_mask(pixels: np.ndarray, valid: np.ndarray, dtype: str) -> np.ndarray:
+    """Cloud-like pixels to leave out of a comparison, only where the image holds real cloud.
+
+    White roofs and bright concrete pass the bright-and-grey test too; a clear image has few such
+    pixels, so the mask is applied only when they cover at least :data:`CLOUD_PRESENT_FRACTION`.
+    """
+    cloud = cloud_like(pixels, valid, dtype)
+    if cloud.sum() < CLOUD_PRESENT_FRACTION * max(1, int(valid.sum())):
+        return np.zeros(valid.shape, bool)
+    return cloud
 
 
 def cloud_fraction(pixels: np.ndarray, valid: np.ndarray, dtype: str) -> float:

@@ -3,15 +3,13 @@
 A pure function of arrays and a transform, so ``analyze`` can call it on observations of a site
 and the ``change`` command on any pair.
 
-How the kind is decided (one vote each from structure and brightness; the net vote decides):
-
-* structure: edge density (mean Sobel magnitude of the normalised luminance) inside the polygon.
-  A relative gain of at least ``STRUCTURE_VOTE`` votes ``appeared`` (new roofs, walls, vehicles
-  add edges), a loss as large votes ``removed``.
-* brightness: mean normalised luminance inside the polygon. A gain of at least
-  ``BRIGHTNESS_VOTE`` robust standard deviations votes ``appeared`` (new roofs and concrete are
-  usually brighter than what they replace), a loss as large votes ``removed``.
-* a net vote above zero is ``appeared``, below zero ``removed``, zero ``modified``.
+How the kind is decided: by which date holds the structure. A structure (a building, a container
+stack, a vehicle) stands out from the ground around it; bare ground, rubble and debris look like
+their surroundings. For each region, the contrast with a ring of unchanged pixels around it is
+measured on each date (distance between the mean band vectors inside and in the ring, in units of
+the ring's spread). If the AFTER image stands out at least ``CONTRAST_RATIO`` times more than the
+BEFORE image, the region ``appeared``; the reverse is ``removed``; otherwise ``modified`` (for
+example one roof replaced by another, or a change of surface).
 
 Luminance is normalised per date by its median and interquartile range first, so a change of
 illumination between dates does not vote.
@@ -34,10 +32,10 @@ if TYPE_CHECKING:
 
 ChangeKind = Literal["appeared", "removed", "modified"]
 
-#: Relative change of edge density, (after - before) / (after + before), that casts a vote.
-STRUCTURE_VOTE = 0.2
-#: Change of mean normalised luminance, in robust standard deviations, that casts a vote.
-BRIGHTNESS_VOTE = 0.5
+#: How many times more one date must stand out from the surroundings than the other to decide.
+CONTRAST_RATIO = 1.5
+#: Width of the ring of surroundings, in pixels.
+RING_PX = 6
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,6 @@ def vectorize(
     from rasterio.features import shapes
     from scipy import ndimage
     from shapely.geometry import shape
-    from skimage.filters import sobel
 
     mask, probability = result.mask, result.probability
     if mask.shape != probability.shape or before.shape != after.shape or before.shape[-2:] != mask.shape:
@@ -101,14 +98,9 @@ def vectorize(
     if not keep.any():
         return []
 
-    lum_before, lum_after = _normalised_luminance(before), _normalised_luminance(after)
     confidence = ndimage.mean(probability, labels, index)
-    d_brightness = ndimage.mean(lum_after - lum_before, labels, index)
-    edges_before = ndimage.mean(sobel(lum_before), labels, index)
-    edges_after = ndimage.mean(sobel(lum_after), labels, index)
-    d_structure = (edges_after - edges_before) / np.maximum(edges_after + edges_before, 1e-6)
-
     kept = np.where(np.concatenate(([False], keep))[labels], labels, 0).astype(np.int32)
+    contrast_before, contrast_after = _contrasts(kept, mask, before, after, count)
     polygons: list[ChangePolygon] = []
     for geojson, value in shapes(kept, mask=kept > 0, connectivity=4, transform=transform or Affine.identity()):
         i = int(value) - 1
@@ -118,33 +110,61 @@ def vectorize(
                 area_m2=None if gsd is None else float(area_px[i]) * gsd * gsd,
                 area_px=int(area_px[i]),
                 confidence=float(np.clip(confidence[i], 0.0, 1.0)),
-                kind=_kind(float(d_structure[i]), float(d_brightness[i])),
+                kind=_kind(float(contrast_before[i]), float(contrast_after[i])),
             )
         )
     polygons.sort(key=lambda p: p.area_px, reverse=True)
     return polygons
 
 
-def _kind(d_structure: float, d_brightness: float) -> ChangeKind:
-    """The module docstring's rule: one vote each from structure and brightness."""
-    vote = 0
-    if abs(d_structure) >= STRUCTURE_VOTE:
-        vote += 1 if d_structure > 0 else -1
-    if abs(d_brightness) >= BRIGHTNESS_VOTE:
-        vote += 1 if d_brightness > 0 else -1
-    if vote > 0:
+def _kind(contrast_before: float, contrast_after: float) -> ChangeKind:
+    """The module docstring's rule: the date whose region stands out from its surroundings holds it."""
+    if contrast_after >= CONTRAST_RATIO * contrast_before:
         return "appeared"
-    if vote < 0:
+    if contrast_before >= CONTRAST_RATIO * contrast_after:
         return "removed"
     return "modified"
 
 
-def _normalised_luminance(image: np.ndarray) -> np.ndarray:
-    """Mean over bands, minus its median, over its robust standard deviation (IQR / 1.349)."""
+def _contrasts(
+    labels: np.ndarray, changed: np.ndarray, before: np.ndarray, after: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per region 1..COUNT: (before, after) contrast of the region with its ring of unchanged pixels."""
+    import numpy as np
+    from scipy import ndimage
+
+    contrast = np.zeros((2, count), np.float32)
+    images = [_normalised_bands(before), _normalised_bands(after)]
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        if box is None:
+            continue
+        grown = tuple(slice(max(0, s.start - RING_PX), s.stop + RING_PX) for s in box)
+        region = labels[grown] == index + 1
+        ring = ndimage.binary_dilation(region, iterations=RING_PX) & ~changed[grown]
+        if ring.sum() < 4:
+            continue
+        for date, image in enumerate(images):
+            window = image[(slice(None), *grown)]
+            inside, around = window[:, region], window[:, ring]
+            spread = float(np.sqrt((around.var(axis=1)).sum())) + 1e-3
+            contrast[date, index] = float(np.linalg.norm(inside.mean(axis=1) - around.mean(axis=1))) / spread
+    return contrast[0], contrast[1]
+
+
+def _normalised_bands(image: np.ndarray) -> np.ndarray:
+    """``(bands, rows, cols)``, each band minus its median over its robust standard deviation."""
     import numpy as np
 
-    lum = image.astype(np.float32) if image.ndim == 2 else image.mean(axis=0, dtype=np.float32)
-    q25, q50, q75 = np.percentile(lum, [25, 50, 75])
+    bands = image[np.newaxis] if image.ndim == 2 else image
+    return np.stack([_standardised(band) for band in bands])
+
+
+def _standardised(band: np.ndarray) -> np.ndarray:
+    """A band minus its median, over its robust standard deviation (IQR / 1.349)."""
+    import numpy as np
+
+    values = band.astype(np.float32)
+    q25, q50, q75 = np.percentile(values, [25, 50, 75])
     spread = float(q75 - q25) / 1.349
-    centred: np.ndarray = lum - np.float32(q50)
+    centred: np.ndarray = values - np.float32(q50)
     return centred / np.float32(spread) if spread > 0 else centred

@@ -1136,7 +1136,7 @@ def _write_scene(path: Path, pixels: NDArray[np.uint8], frame: _Frame, day: _Day
         "zlevel": 1,  # half the time of the default level for 1.5 % more bytes: the noise dominates
         "photometric": "RGB",
     }
-    with gdal_env(), atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with gdal_env(), atomic_path(path, make_parents=True) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(np.moveaxis(pixels, -1, 0))
         dst.update_tags(**_tags(day, seed))
         dst.descriptions = ("red", "green", "blue")

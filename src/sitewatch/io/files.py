@@ -12,17 +12,18 @@ from sitewatch.errors import InputError
 
 
 @contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
+def atomic_path(final: Path, *, make_parents: bool = False) -> Iterator[Path]:
     """A temporary path beside FINAL (same filesystem), renamed onto FINAL only if the block succeeds.
 
-    FINAL's folder is created if needed.
+    With MAKE_PARENTS, FINAL's folder is created if needed (for the workspace's own folders).
 
     Raises:
         InputError: If the file cannot be written (no permission, disk full, a file where a folder should be).
     """
     tmp = final.with_name(f".{final.name}.{uuid4().hex}.part")
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if make_parents:
+            final.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, final)
     except OSError as exc:

@@ -78,6 +78,7 @@ class Outline:
     geometry: BaseGeometry
     colour: RGB
     label: str | None = None
+    mark_small: bool = True  # ring a change too small to see at this scale
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def _draw_outline(draw: ImageDraw.ImageDraw, outline: Outline, transform: Affine
             draw.line(line, fill=fill, width=width, joint="curve")
     xs = [x for line in lines for x, _ in line]
     ys = [y for line in lines for _, y in line]
-    if max(xs) - min(xs) < _MIN_MARK_PX and max(ys) - min(ys) < _MIN_MARK_PX:
+    if outline.mark_small and max(xs) - min(xs) < _MIN_MARK_PX and max(ys) - min(ys) < _MIN_MARK_PX:
         cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
         ring = (cx - _MIN_MARK_PX, cy - _MIN_MARK_PX, cx + _MIN_MARK_PX, cy + _MIN_MARK_PX)
         draw.ellipse(ring, outline=(0, 0, 0), width=4)

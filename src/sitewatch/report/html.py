@@ -180,11 +180,8 @@ def render_report(
     builder = _PageBuilder(site, observations, scenes_by_id, store_root, synthetic)
     page = builder.build(changes, title or f"{site.name}: sitewatch site report")
     html = _environment().get_template("report.html").render(page=page)
-    try:
-        with atomic_path(out) as tmp:
-            tmp.write_text(html, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(out, f"cannot write the report ({exc.strerror or exc})") from exc
+    with atomic_path(out, make_parents=True) as tmp:
+        tmp.write_text(html, encoding="utf-8")
     return out
 
 
@@ -346,7 +343,7 @@ class _PageBuilder:
         box = union_bounds([self._raster(before).bounds, self._raster(after).bounds])
         view = overview_view(box)
         mine = [(n, c) for n, c in numbered if (c.before_id, c.after_id) == (before_id, after_id)]
-        outlines = _outlines(mine)
+        outlines = _outlines(mine, labelled=OVERVIEW_LABELS)
         return PairSection(
             interval=f"{_date(before.acquired)} to {_date(after.acquired)}",
             before=self._figure(before, view, outlines, "before"),
@@ -471,8 +468,24 @@ def _top(numbered: Sequence[tuple[int, Change]], limit: int) -> list[tuple[int, 
     return sorted(ranked, key=lambda nc: nc[0])
 
 
-def _outlines(numbered: Iterable[tuple[int, Change]]) -> list[Outline]:
-    return [Outline(c.geometry, kind_colour(c.kind), f"#{n}") for n, c in numbered]
+#: Changes numbered on a site overview (the largest); the rest are outlined only.
+OVERVIEW_LABELS = 25
+
+
+def _outlines(numbered: Iterable[tuple[int, Change]], labelled: int | None = None) -> list[Outline]:
+    """Outlines of numbered changes; with LABELLED, only that many (the largest) carry a number and a
+    ring, so an overview of hundreds of changes stays readable (every change still has its outline)."""
+    pairs = list(numbered)
+    keep = {n for n, c in sorted(pairs, key=lambda nc: -nc[1].area_m2)[:labelled]} if labelled else None
+    return [
+        Outline(
+            c.geometry,
+            kind_colour(c.kind),
+            f"#{n}" if keep is None or n in keep else None,
+            mark_small=keep is None or n in keep,
+        )
+        for n, c in pairs
+    ]
 
 
 def _css(colour: tuple[int, int, int]) -> str:
