@@ -179,3 +179,43 @@ def test_joplin_two_crss_on_one_grid(datasets: Path, tmp_path: Path) -> None:
             gb = b.read(2, masked=True).astype(float)
             both = ~(ga.mask | gb.mask)
             assert np.corrcoef(ga.data[both], gb.data[both])[0, 1] > 0.2
+
+
+def test_cli_ingests_a_stac_item_with_its_provenance(tmp_path: Path) -> None:
+    """A STAC Item file through the command line: the scene keeps the item's time, provider and licence."""
+    ws_dir = tmp_path / "ws"
+    run_sitewatch("init", ws_dir)
+    run_sitewatch("site", "add", "s", f"--bbox={SITE_BBOX}", workspace=ws_dir)
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    _scene(folder, "scene.tif", 1)
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "scene-1",
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[-94.5, 37.07], [-94.49, 37.07], [-94.49, 37.08], [-94.5, 37.07]]],
+        },
+        "bbox": [-94.5, 37.07, -94.49, 37.08],
+        "properties": {
+            "datetime": "2023-07-07T10:20:00Z",
+            "license": "CC-BY-4.0",
+            "providers": [{"name": "Example Space", "roles": ["producer", "licensor"]}],
+            "constellation": "examplesat",
+        },
+        "links": [],
+        "assets": {"image": {"href": "scene.tif", "type": "image/tiff; application=geotiff", "roles": ["data"]}},
+    }
+    (folder / "item.json").write_text(json.dumps(item))
+    done = run_sitewatch("ingest", folder / "item.json", "--json", workspace=ws_dir)
+    assert done.returncode == 0, done.stderr
+    (outcome,) = json.loads(done.stdout)["scenes"]
+    assert outcome["status"] == "ingested" and outcome["acquired"].startswith("2023-07-07T10:20")
+    with Workspace.open(ws_dir) as ws:
+        (scene,) = ws.catalog.scenes()
+    assert (scene.provider, scene.licence, scene.sensor) == ("Example Space", "CC-BY-4.0", "examplesat")
+    escaping = dict(item, assets={"image": {"href": "../../etc/passwd", "type": "image/tiff", "roles": ["data"]}})
+    (folder / "evil.json").write_text(json.dumps(escaping))
+    refused = run_sitewatch("ingest", folder / "evil.json", workspace=ws_dir)
+    assert refused.returncode == 1 and "outside the catalog folder" in refused.stderr

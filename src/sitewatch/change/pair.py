@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 from rasterio.enums import ColorInterp
-from rasterio.warp import Resampling, reproject
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from sitewatch.errors import InputError, NoOverlapError
 from sitewatch.io.bands import read_band_folder
-from sitewatch.io.raster import Georef, check_same_size, georef_of, gsd_of, open_raster
+from sitewatch.io.raster import Georef, check_same_size, georef_of, gsd_of, open_raster, reproject_onto
 from sitewatch.settings import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
@@ -150,29 +149,9 @@ def _onto_grid(image: _Image, own: Georef, grid: Georef, shape: tuple[int, ...],
     """IMAGE (lying on OWN) reprojected onto GRID of SHAPE, bilinear; untouched if already on it."""
     if image.data.shape[1:] == shape and own == grid:
         return image
-    rows, cols = int(shape[0]), int(shape[1])
-    data = np.zeros((image.data.shape[0], rows, cols), dtype=np.float32)
-    reproject(
-        image.data,
-        data,
-        src_transform=own.transform,
-        src_crs=own.crs,
-        dst_transform=grid.transform,
-        dst_crs=grid.crs,
-        resampling=Resampling.bilinear,
-    )
-    covered = np.zeros((rows, cols), dtype=np.uint8)
-    reproject(
-        image.valid.astype(np.uint8),
-        covered,
-        src_transform=own.transform,
-        src_crs=own.crs,
-        dst_transform=grid.transform,
-        dst_crs=grid.crs,
-        src_nodata=0,
-        dst_nodata=0,
-        resampling=Resampling.nearest,
-    )
+    target = (int(shape[0]), int(shape[1]))
+    data = reproject_onto(image.data, own, grid, target)
+    covered = reproject_onto(image.valid.astype(np.uint8), own, grid, target, nearest=True)
     if not covered.any():
         raise NoOverlapError(path, "does not overlap BEFORE's footprint")
     return _Image(data, covered > 0, grid, image.band_names)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from sitewatch.change import registry
-from sitewatch.cli.common import JsonOption, print_json
+from sitewatch.cli.common import JsonOption, NoAlignOption, print_json
 
 #: Listed in ``--detector`` help; names only, so no detector module is imported to build it.
 DETECTOR_HELP = f"Change detector: {', '.join(registry.names())}."
@@ -33,9 +33,7 @@ def change(
     prob: Annotated[
         Path | None, typer.Option("--prob", help="Also write the change probability (float32 0-1) as a GeoTIFF.")
     ] = None,
-    no_align: Annotated[
-        bool, typer.Option("--no-align", help="Do not correct a global shift between the images.")
-    ] = False,
+    no_align: NoAlignOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write a change mask for BEFORE -> AFTER."""

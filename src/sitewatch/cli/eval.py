@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from sitewatch.change import registry
-from sitewatch.cli.common import JsonOption, print_json, progress_bar
+from sitewatch.cli.common import JsonOption, NoAlignOption, print_json, progress_bar
 
 eval_app = typer.Typer(
     name="eval",
@@ -41,9 +41,7 @@ def change(
             show_default=False,
         ),
     ] = None,
-    no_align: Annotated[
-        bool, typer.Option("--no-align", help="Do not correct a global shift between the images.")
-    ] = False,
+    no_align: NoAlignOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Pixel precision, recall, F1 and IoU of the changed class, TP/FP/FN summed per dataset."""

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rasterio.warp import Resampling, reproject
 
 from sitewatch.errors import InputError
-from sitewatch.io.raster import Georef, georef_of, open_raster
+from sitewatch.io.raster import Georef, georef_of, open_raster, reproject_onto
 from sitewatch.settings import DEFAULT_LIMITS, Limits
 
 #: Sentinel-2 MSI bands in their conventional order.
@@ -112,16 +111,4 @@ def _read_on_grid(path: Path, grid: Georef, shape: tuple[int, int], limits: Limi
         if own is None:
             raise InputError(path, "band file has no georeference")
         band: np.ndarray = src.read(1).astype(np.float32)
-    if (band.shape, own.transform, own.crs) == (shape, grid.transform, grid.crs):
-        return band
-    out = np.zeros(shape, dtype=np.float32)
-    reproject(
-        band,
-        out,
-        src_transform=own.transform,
-        src_crs=own.crs,
-        dst_transform=grid.transform,
-        dst_crs=grid.crs,
-        resampling=Resampling.bilinear,
-    )
-    return out
+    return reproject_onto(band, own, grid, shape)

@@ -229,3 +229,30 @@ def check_same_size(before: Path, a: np.ndarray, after: Path, b: np.ndarray) -> 
             f"size {b.shape[-1]}x{b.shape[-2]} differs from {before.name} ({a.shape[-1]}x{a.shape[-2]}) "
             "and neither is georeferenced",
         )
+
+
+def reproject_onto(
+    data: np.ndarray, own: Georef, grid: Georef, shape: tuple[int, int], *, nearest: bool = False
+) -> np.ndarray:
+    """``(bands, rows, cols)`` or ``(rows, cols)`` DATA lying on OWN, put on GRID of SHAPE in one resampling.
+
+    Bilinear for pixel values; NEAREST for masks and labels (averaging would invent classes). Pixels
+    DATA does not cover are 0. Returned unchanged when it already lies on GRID.
+    """
+    from rasterio.warp import Resampling, reproject
+
+    if data.shape[-2:] == shape and own == grid:
+        return data
+    out = np.zeros((*data.shape[:-2], *shape), dtype=data.dtype)
+    reproject(
+        data,
+        out,
+        src_transform=own.transform,
+        src_crs=own.crs,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        src_nodata=0 if nearest else None,
+        dst_nodata=0 if nearest else None,
+        resampling=Resampling.nearest if nearest else Resampling.bilinear,
+    )
+    return out
