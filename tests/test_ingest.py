@@ -12,12 +12,12 @@ import rasterio
 from affine import Affine
 from PIL import Image
 from rio_cogeo.cogeo import cog_validate
-from tests.conftest import run_sitewatch, write_tif
 
 from sitewatch.ingest.pipeline import ingest
 from sitewatch.ingest.sources import SceneSource
 from sitewatch.sites import from_bbox, new_site
 from sitewatch.workspace import Workspace
+from tests.conftest import run_sitewatch, write_tif
 
 # A site of about 300 x 300 m around 367000 E, 4104000 N (UTM 15N, near Joplin).
 SITE_BBOX = "-94.4984,37.0729,-94.4951,37.0755"

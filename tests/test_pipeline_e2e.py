@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from shapely.ops import unary_union
-from tests.conftest import run_sitewatch
 
 from sitewatch.analyze import analyze_site
 from sitewatch.demo.build import DemoResult, build_demo
@@ -17,6 +16,7 @@ from sitewatch.ingest.sources import SceneSource
 from sitewatch.report.site import write_site_report
 from sitewatch.sites import from_bbox, new_site
 from sitewatch.workspace import Workspace
+from tests.conftest import run_sitewatch
 
 
 @pytest.fixture(scope="module")
