@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from bench.ingest import format_table, generate_scenes, measure
 
 

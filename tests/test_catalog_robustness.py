@@ -26,7 +26,6 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rio_cogeo.cogeo import cog_validate
-from tests.conftest import run_sitewatch, write_tif
 
 from sitewatch.catalog.db import Catalog, wal_is_safe
 from sitewatch.grid import SiteGrid
@@ -34,6 +33,7 @@ from sitewatch.ingest.pipeline import ingest, sha256_of
 from sitewatch.ingest.sources import SceneSource
 from sitewatch.sites import from_bbox, new_site
 from sitewatch.workspace import Workspace
+from tests.conftest import run_sitewatch, write_tif
 
 SITEWATCH = Path(sys.executable).parent / "sitewatch"
 

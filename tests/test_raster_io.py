@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import UTM_GRID, write_tif
 
 from sitewatch.errors import GeoreferenceError, RasterRefused
 from sitewatch.io.raster import georef_of, gsd_of, open_raster, read_array, read_world_file
 from sitewatch.settings import Limits
+from tests.conftest import UTM_GRID, write_tif
 
 SECRET_VRT = """<VRTDataset rasterXSize="8" rasterYSize="8">
   <VRTRasterBand dataType="Byte" band="1">

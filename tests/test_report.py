@@ -19,12 +19,12 @@ from PIL import Image
 from pyproj import Transformer
 from rasterio.coords import BoundingBox
 from shapely.geometry import box
-from tests.conftest import UTM_GRID, write_tif
 
 from sitewatch.catalog.models import Change, Observation, Scene, Site, Zone
 from sitewatch.errors import GeoreferenceError, InputError, NotFound, RasterRefused, SitewatchError
 from sitewatch.report import render_report
 from sitewatch.report.chips import KIND_COLOURS, Stretch, chip_view, display_bands, to_rgb
+from tests.conftest import UTM_GRID, write_tif
 
 TRANSFORM = Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0)  # as UTM_GRID: 0.5 m, EPSG:32615
 EPSG = 32615

@@ -202,6 +202,7 @@ class Catalog:
             gsd_pinned=bool(row["gsd_pinned"]),
             tags=tuple(json.loads(row["tags"])),
             zones=zones,
+            reference_scene_id=row["reference_scene_id"],
             id=row["id"],
         )
 
@@ -271,7 +272,8 @@ class Catalog:
         conn.execute("DELETE FROM observations WHERE site_id = ? AND scene_id = ?", (obs.site_id, obs.scene_id))
         cur = conn.execute(
             "INSERT INTO observations (site_id, scene_id, level, gsd, path, width, height, acquired,"
-            " valid_fraction, flags) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " valid_fraction, flags, align_status, align_reason, alignment, masked_fraction)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 obs.site_id,
                 obs.scene_id,
@@ -283,9 +285,34 @@ class Catalog:
                 utc_text(obs.acquired),
                 obs.valid_fraction,
                 json.dumps(list(obs.flags)),
+                obs.align_status,
+                obs.align_reason,
+                None if obs.alignment is None else json.dumps(obs.alignment),
+                obs.masked_fraction,
             ),
         )
         return int(cur.lastrowid or 0)
+
+    def update_alignment(self, conn: sqlite3.Connection, obs: Observation) -> None:
+        """Store an observation's new file and alignment in place (its id, and changes citing it, stay)."""
+        conn.execute(
+            "UPDATE observations SET path = ?, align_status = ?, align_reason = ?, alignment = ?,"
+            " masked_fraction = ?, flags = ? WHERE id = ?",
+            (
+                str(obs.path),
+                obs.align_status,
+                obs.align_reason,
+                None if obs.alignment is None else json.dumps(obs.alignment),
+                obs.masked_fraction,
+                json.dumps(list(obs.flags)),
+                obs.id,
+            ),
+        )
+
+    def pin_reference(self, site: Site, scene_id: int | None) -> None:
+        """Pin (or with None, unpin) the scene whose observation a site's others are aligned to."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE sites SET reference_scene_id = ? WHERE id = ?", (scene_id, site.id))
 
     def observations(self, site: Site) -> list[Observation]:
         """A site's observations in time order."""
@@ -382,6 +409,10 @@ def _observation_from_row(row: sqlite3.Row) -> Observation:
         acquired=parse_utc(row["acquired"]),
         valid_fraction=row["valid_fraction"],
         flags=tuple(json.loads(row["flags"])),
+        align_status=row["align_status"],
+        align_reason=row["align_reason"],
+        alignment=None if row["alignment"] is None else json.loads(row["alignment"]),
+        masked_fraction=row["masked_fraction"],
         id=row["id"],
     )
 

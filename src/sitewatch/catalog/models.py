@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
@@ -38,6 +39,7 @@ class Site:
     gsd_pinned: bool = False
     tags: tuple[str, ...] = ()
     zones: tuple[Zone, ...] = ()
+    reference_scene_id: int | None = None  # pinned reference for alignment, else chosen automatically
     id: int | None = None
 
 
@@ -79,7 +81,16 @@ class Observation:
     acquired: datetime
     valid_fraction: float  # share of grid pixels with data
     flags: tuple[str, ...] = ()  # quality flags ("cloudy", "partial", ...)
+    align_status: str = "pending"  # "pending" | "reference" | "aligned" | "failed"
+    align_reason: str | None = None  # why alignment failed ("featureless", "cloud", ...)
+    alignment: dict[str, Any] | None = None  # registration figures, displacement grid, radiometry
+    masked_fraction: float = 0.0  # share of valid pixels masked (cloud, shadow, saturation)
     id: int | None = None
+
+    @property
+    def reliable(self) -> bool:
+        """Whether downstream stages may compare this observation (not failed alignment)."""
+        return self.align_status != "failed"
 
 
 @dataclass(frozen=True)

@@ -80,4 +80,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX changes_by_site ON changes (site_id, date_to);
     """,
+    """
+    ALTER TABLE observations ADD COLUMN align_status TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE observations ADD COLUMN align_reason TEXT;
+    ALTER TABLE observations ADD COLUMN alignment TEXT;
+    ALTER TABLE observations ADD COLUMN masked_fraction REAL NOT NULL DEFAULT 0;
+    ALTER TABLE sites ADD COLUMN reference_scene_id INTEGER REFERENCES scenes(id) ON DELETE SET NULL;
+    """,
 )
