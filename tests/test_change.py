@@ -11,11 +11,11 @@ from affine import Affine
 from scipy import ndimage
 from shapely.geometry import box
 
-from conftest import UTM_GRID, write_tif
 from sitewatch.change import ChangeDetector, ChangeResult, Cva, compare, load_pair, registry, vectorize
 from sitewatch.change.registry import RegistryError
 from sitewatch.errors import GsdEstimatedWarning, InputError, RasterRefused, UnknownName
 from sitewatch.io.bands import read_band_folder
+from tests.conftest import UTM_GRID, write_tif
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 

@@ -14,7 +14,7 @@ from affine import Affine
 from PIL import Image
 from scipy import ndimage
 
-from conftest import UTM_GRID, write_tif
+from tests.conftest import UTM_GRID, write_tif
 
 SITEWATCH = Path(sys.executable).with_name("sitewatch")
 

@@ -14,9 +14,9 @@ from affine import Affine
 from PIL import Image
 from scipy import ndimage
 
-from conftest import write_tif
 from sitewatch.errors import GsdEstimatedWarning, InputError, UnknownName
 from sitewatch.eval.change import ALL, LabelledPair, PairDone, Score, confusion, evaluate, find_pairs
+from tests.conftest import write_tif
 
 #: Measured 0.438 (P 0.438, R 0.438) for cva on the 8 SZTAKI pairs; the floor leaves a margin
 #: for platform differences in resampling and filtering, not for a worse detector.

@@ -25,7 +25,6 @@ import pytest
 from pystac.extensions.eo import Band, EOExtension
 
 import sitewatch.ingest.stac as ingest_stac
-from conftest import UTM_GRID, write_tif
 from sitewatch.errors import GeometryError, StacError, UnsafeHref
 from sitewatch.ingest.stac import (
     CollectionNotReadWarning,
@@ -46,6 +45,7 @@ from sitewatch.io.stac import (
     safe_file_name,
 )
 from sitewatch.settings import Limits
+from tests.conftest import UTM_GRID, write_tif
 
 LOOPBACK = "127.0.0.1"
 REAL_GETADDRINFO = socket.getaddrinfo

@@ -19,7 +19,7 @@ WorkspaceOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
-NoAlignOption = Annotated[bool, typer.Option("--no-align", help="Do not correct a global shift between the images.")]
+NoAlignOption = Annotated[bool, typer.Option("--no-align", help="Do not co-register the images first.")]
 
 
 def workspace_path(option: Path | None) -> Path:
