@@ -11,6 +11,7 @@ from typing import Protocol, cast
 #: Benchmark name -> module. A new benchmark is one new module and one line here.
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
+    "align": "bench.align",
 }
 
 

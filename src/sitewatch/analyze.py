@@ -2,7 +2,9 @@
 
 Pure work happens in :mod:`sitewatch.change` (arrays in, arrays and polygons out); this module is
 the edge that reads observations from the store and writes changes to the catalog and GeoJSON.
-Two observations are compared at the coarser of their levels, on the site grid, so they line up.
+Two observations are compared at the coarser of their levels, on the site grid, so they line up;
+cloud, cloud shadow and saturated pixels are left out, and the later image is normalised to the
+earlier one's radiometry (pseudo-invariant pixels) before the detector sees them.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from shapely.geometry import mapping
 from sitewatch.catalog.models import Change, Observation, Scene, Site
 from sitewatch.grid import SiteGrid, to_crs
 from sitewatch.io.files import atomic_path
-from sitewatch.masks import cloud_mask
-from sitewatch.observations import read_layer
+from sitewatch.masks import quality_masks
+from sitewatch.observations import Layer, read_layer
 from sitewatch.workspace import Workspace, slug
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ def usable(ws: Workspace, observations: Sequence[Observation]) -> tuple[list[Obs
             skipped[obs.id or 0] = f"only {obs.valid_fraction:.0%} of the site has data"
         elif "cloudy" in obs.flags:
             skipped[obs.id or 0] = "cloudy (thick cloud over much of the site)"
+        elif not obs.reliable:
+            skipped[obs.id or 0] = f"could not be aligned ({obs.align_reason})"
         else:
             keep.append(obs)
     return keep, skipped
@@ -71,12 +75,21 @@ def analyze_site(
     site_name: str,
     *,
     detector: str = "cva",
+    align: bool = True,
     on_progress: Callable[[PairDone], None] | None = None,
 ) -> AnalysisResult:
-    """Find change between consecutive usable observations of a site; store and export it."""
-    from sitewatch.change import get_detector, vectorize
-    from sitewatch.change.pair import align_translation
+    """Find change between consecutive usable observations of a site; store and export it.
 
+    With ALIGN (the default) the site's observations are co-registered to their reference first,
+    and any that cannot be aligned are left out with the reason.
+    """
+    from sitewatch.align.radiometry import normalise
+    from sitewatch.change import get_detector, vectorize
+
+    if align:
+        from sitewatch.align.stage import align_site
+
+        align_site(ws, site_name, only_new=True)
     site = ws.catalog.site(site_name)
     method = get_detector(detector)()
     observations, skipped = usable(ws, ws.catalog.observations(site))
@@ -86,15 +99,27 @@ def analyze_site(
         return AnalysisResult(site.name, detector, 0, [], skipped, None)
     grid = SiteGrid.of(site)
     pairs = list(itertools.pairwise(observations))
+    masked: dict[tuple[int, int], Layer] = {}
+
+    def layer(obs: Observation, level: int) -> Layer:
+        """OBS at LEVEL with cloud, cloud shadow and saturation taken out of its valid mask (cached:
+        most observations are in two pairs)."""
+        key = (obs.id or 0, level)
+        if key not in masked:
+            raw = read_layer(ws, obs, grid, level)
+            scene = scenes[obs.id or 0]
+            quality = quality_masks(
+                raw.pixels, raw.valid, dtype=scene.dtype, band_names=scene.band_names, gsd=grid.gsd_at(level)
+            )
+            masked[key] = Layer(raw.pixels, quality.usable)
+        return masked[key]
+
     for number, (before, after) in enumerate(pairs, start=1):
         level = max(before.level, after.level)
-        a = read_layer(ws, before, grid, level)
-        b = read_layer(ws, after, grid, level)
-        cloud_a = cloud_mask(a.pixels, a.valid, scenes[before.id or 0].dtype)
-        cloud_b = cloud_mask(b.pixels, b.valid, scenes[after.id or 0].dtype)
-        valid = a.valid & b.valid & ~cloud_a & ~cloud_b
+        a, b = layer(before, level), layer(after, level)
+        valid = a.valid & b.valid
+        after_pixels = normalise(a.pixels, b.pixels, valid).apply(b.pixels)
         gsd = grid.gsd_at(level)
-        after_pixels, valid, _shift = align_translation(a.pixels, b.pixels, valid)
         result = method.detect(a.pixels, after_pixels, valid, gsd)
         regions = vectorize(result, a.pixels, after_pixels, grid.transform_at(level), gsd)
         pair_changes = [

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from sitewatch.cli.common import JsonOption, WorkspaceOption, open_workspace, print_json, progress_bar
+from sitewatch.cli.common import JsonOption, NoAlignOption, WorkspaceOption, open_workspace, print_json, progress_bar
 
 
 def analyze(
@@ -14,16 +14,21 @@ def analyze(
     detector: Annotated[
         str, typer.Option("--detector", help="Change detector (see `sitewatch change --help`).")
     ] = "cva",
+    no_align: NoAlignOption = False,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare consecutive observations of a site; store changes and export them as GeoJSON."""
+    """Align a site's observations, compare consecutive ones; store changes and export them as GeoJSON."""
     from sitewatch.analyze import analyze_site
 
     with open_workspace(workspace) as ws, progress_bar() as bar:
         task = bar.add_task(f"analyzing {site}", total=None)
         result = analyze_site(
-            ws, site, detector=detector, on_progress=lambda e: bar.update(task, total=e.total, completed=e.done)
+            ws,
+            site,
+            detector=detector,
+            align=not no_align,
+            on_progress=lambda e: bar.update(task, total=e.total, completed=e.done),
         )
     if as_json:
         print_json(

@@ -1,4 +1,4 @@
-"""``sitewatch eval ...``: score sitewatch's stages on labelled data (``eval change`` for now)."""
+"""``sitewatch eval ...``: score sitewatch's stages on labelled data (``eval change``, ``eval align``)."""
 
 from __future__ import annotations
 
@@ -84,3 +84,72 @@ def change(
             f"{row['seconds_per_pair']:.2f}",
         )
     Console().print(table)
+
+
+@eval_app.command("align")
+def align(
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            "--dataset",
+            help="Folder searched at any depth for the s2-coregistration pair and for real images "
+            "(LEVIR-CD A/, SZTAKI im1, Joplin pre, OSCD imgs_1/, s2 reference).",
+            show_default=False,
+        ),
+    ],
+    cases: Annotated[int, typer.Option("--cases", min=1, help="Synthetic cases per source.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic transforms.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Co-registration: the documented pair's shift, then RMSE and success rate on known transforms."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sitewatch.eval.align import CaseDone, evaluate_documented, evaluate_synthetic, find_sources, summarise
+
+    sources = find_sources(dataset)  # before the progress bar, so an error is the only output
+    documented = evaluate_documented(dataset)
+    with progress_bar() as bar:
+        task = bar.add_task("eval align", total=None)
+
+        def advance(event: CaseDone) -> None:
+            bar.update(task, completed=event.done, total=event.total, description=event.case.source)
+
+        results = evaluate_synthetic(sources, cases_per_source=cases, seed=seed, on_progress=advance)
+    by_source = summarise(results, lambda c: c.source)
+    by_kind = summarise(results, lambda c: c.kind)
+
+    if as_json:
+        print_json(
+            {
+                "dataset": str(dataset),
+                "documented": [d.as_dict() for d in documented],
+                "sources": [s.as_dict() for s in by_source],
+                "kinds": [s.as_dict() for s in by_kind],
+                "cases": [c.as_dict() for c in results],
+            }
+        )
+        return
+    console = Console()
+    for item in documented:
+        row = item.as_dict()
+        console.print(
+            f"{item.name}: shift_px {row['shift_px']} (documented {row['documented_shift_px']}, "
+            f"error {row['error_px']} px), shift_m {row['shift_m']}, {row['status']}"
+            f"{'' if row['reason'] is None else ' ' + row['reason']}, {row['model']}, "
+            f"{row['tie_points']} tie points, residual {row['residual_rmse_px']} px"
+        )
+    for title, summaries in (("source", by_source), ("kind", by_kind)):
+        table = Table(title=f"align, known transforms, by {title}: {dataset}")
+        for column in (title, "cases", "success", "RMSE px", "worst px", "s/case"):
+            table.add_column(column, justify="left" if column == title else "right")
+        for summary in summaries:
+            table.add_row(
+                summary.group,
+                str(summary.cases),
+                f"{summary.success_rate:.0%}",
+                "-" if summary.rmse_px is None else f"{summary.rmse_px:.3f}",
+                "-" if summary.worst_px is None else f"{summary.worst_px:.3f}",
+                f"{summary.seconds:.2f}",
+            )
+        console.print(table)

@@ -14,7 +14,7 @@ from rio_cogeo.profiles import cog_profiles
 
 from sitewatch.grid import SiteGrid
 from sitewatch.io.raster import GDAL_SAFE_ENV, Georef, open_raster
-from sitewatch.masks import CLOUDY_FRACTION, cloud_fraction
+from sitewatch.masks import CLOUDY_FRACTION, MIN_USABLE_FRACTION, quality_masks
 from sitewatch.settings import Limits
 
 #: GDAL block cache while writing a COG. rasterio takes an integer in bytes here and does not restore
@@ -35,15 +35,18 @@ class ObservationFile:
     height: int
     valid_fraction: float
     cloud_fraction: float
+    masked_fraction: float  # share of the valid area under cloud, cloud shadow or saturation
 
     @property
     def flags(self) -> tuple[str, ...]:
-        """Quality flags: ``partial`` (the site is not fully covered), ``cloudy``."""
+        """Quality flags: ``partial`` (the site is not fully covered), ``cloudy``, ``mostly-masked``."""
         flags = []
         if self.valid_fraction < 0.99:
             flags.append("partial")
         if self.cloud_fraction > CLOUDY_FRACTION:
             flags.append("cloudy")
+        elif 1.0 - self.masked_fraction < MIN_USABLE_FRACTION:
+            flags.append("mostly-masked")
         return tuple(flags)
 
 
@@ -60,6 +63,7 @@ def observe(
     out: Path,
     *,
     limits: Limits,
+    band_names: tuple[str, ...] = (),
 ) -> ObservationFile:
     """Warp SRC onto GRID at the level nearest NATIVE_GSD and write OUT as a COG with a mask.
 
@@ -95,7 +99,7 @@ def observe(
             config={**GDAL_SAFE_ENV, "GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": WRITE_CACHE_BYTES},
             overview_resampling="average",
         )
-    valid, cloud = screen(out, limits)
+    valid, cloud, masked = screen(out, limits, band_names=band_names, gsd=grid.gsd_at(level))
     return ObservationFile(
         path=out,
         level=level,
@@ -104,15 +108,22 @@ def observe(
         height=rows,
         valid_fraction=valid,
         cloud_fraction=cloud,
+        masked_fraction=masked,
     )
 
 
-def screen(path: Path, limits: Limits) -> tuple[float, float]:
-    """(valid fraction, cloud fraction) of an observation, from a bounded read of an overview."""
+def screen(
+    path: Path, limits: Limits, *, band_names: tuple[str, ...] = (), gsd: float | None = None
+) -> tuple[float, float, float]:
+    """(valid, cloud, masked) fractions of an observation, from a bounded read of an overview.
+
+    Cloud and masked (cloud, cloud shadow, saturation) are shares of the valid area.
+    """
     with open_raster(path, limits) as obs:
         scale = max(1, max(obs.width, obs.height) // _MASK_SAMPLE)
         shape = (max(1, obs.height // scale), max(1, obs.width // scale))
         valid = obs.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
         pixels = obs.read(out_shape=(obs.count, *shape), resampling=Resampling.nearest)
         dtype = obs.dtypes[0]
-    return float(np.count_nonzero(valid) / valid.size), cloud_fraction(pixels, valid, dtype)
+    masks = quality_masks(pixels, valid, dtype=dtype, band_names=band_names, gsd=None if gsd is None else gsd * scale)
+    return float(np.count_nonzero(valid) / valid.size), masks.cloud_fraction, 1.0 - masks.usable_fraction

@@ -239,6 +239,7 @@ def _insert_observation(
             acquired=old.acquired if old else scene.acquired,
             valid_fraction=obs_file.valid_fraction,
             flags=obs_file.flags,
+            masked_fraction=obs_file.masked_fraction,
         ),
     )
 
@@ -284,7 +285,9 @@ def _observe_file(
     tmp = final.with_name(f".{final.name}.part")
     try:
         with open_raster(scene_path, ws.settings.limits) as reader:
-            result = observe(reader, georef, scene.gsd, grid, tmp, limits=ws.settings.limits)
+            result = observe(
+                reader, georef, scene.gsd, grid, tmp, limits=ws.settings.limits, band_names=scene.band_names
+            )
         tmp.replace(final)
     finally:
         tmp.unlink(missing_ok=True)
