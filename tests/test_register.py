@@ -92,6 +92,16 @@ def test_affine_map_is_recovered() -> None:
     assert result.shift_px == pytest.approx((float(centre[0]), float(centre[1])), abs=1e-9)
 
 
+def test_large_image_goes_through_the_coarse_level() -> None:
+    reference = textured(1300, 2200, seed=9)  # averaged down 4x for the global shift and first grid
+    angle = math.radians(0.5)
+    linear = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    truth = np.column_stack([linear, [13.3, -8.6]])
+    result = register(reference, warped(reference, truth), window=128)
+    assert result.status == "ok" and result.model == "affine"
+    assert result.affine == pytest.approx(tuple(truth.ravel()), abs=0.01)
+
+
 def test_smooth_deformation_gives_a_field() -> None:
     reference = textured(512, 512, seed=4)
     rows, cols = np.mgrid[0:512, 0:512].astype(float)
@@ -267,6 +277,17 @@ def test_cli_writes_the_aligned_image_on_the_reference_grid(tmp_path: Path) -> N
     assert valid[20:-20, 20:-20].all() and not valid[:, :7].any()
     assert np.abs(aligned[:, valid].astype(float) - truth[:, valid]).mean() < 0.01 * truth.mean()
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_palette_images_are_read_as_their_colours(tmp_path: Path) -> None:
+    base = textured(200, 200, seed=10)
+    paths = []
+    for name, image in (("p1.png", base), ("p2.png", shifted(base, -2.0, 1.5))):
+        Image.fromarray(as_u8(image)).convert("RGB").quantize(64).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    result = register_files(*paths)
+    assert result.reference.data.shape == (3, 200, 200)
+    assert result.registration.shift_px == pytest.approx((-2.0, 1.5), abs=0.05)
 
 
 def test_cli_failed_pair_exits_zero_and_writes_nothing(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 Pure work happens in :mod:`sitewatch.change` (arrays in, arrays and polygons out); this module is
 the edge that reads observations from the store and writes changes to the catalog and GeoJSON.
 Two observations are compared at the coarser of their levels, on the site grid, so they line up;
-cloud, cloud shadow and saturated pixels are left out, and the later image is normalised to the
-earlier one's radiometry (pseudo-invariant pixels) before the detector sees them.
+cloud, cloud shadow and saturated pixels are left out. Radiometry is the detector's business
+(CVA standardises each band of each date); the alignment stage records each observation's fit.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ def analyze_site(
     With ALIGN (the default) the site's observations are co-registered to their reference first,
     and any that cannot be aligned are left out with the reason.
     """
-    from sitewatch.align.radiometry import normalise
     from sitewatch.change import get_detector, vectorize
 
     if align:
@@ -118,10 +117,9 @@ def analyze_site(
         level = max(before.level, after.level)
         a, b = layer(before, level), layer(after, level)
         valid = a.valid & b.valid
-        after_pixels = normalise(a.pixels, b.pixels, valid).apply(b.pixels)
         gsd = grid.gsd_at(level)
-        result = method.detect(a.pixels, after_pixels, valid, gsd)
-        regions = vectorize(result, a.pixels, after_pixels, grid.transform_at(level), gsd)
+        result = method.detect(a.pixels, b.pixels, valid, gsd)
+        regions = vectorize(result, a.pixels, b.pixels, grid.transform_at(level), gsd)
         pair_changes = [
             Change(
                 site_id=site.id or 0,

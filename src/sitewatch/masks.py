@@ -549,8 +549,10 @@ def _cloud_regions(candidate: Mask, work: _Work) -> Mask:
     grown_labels, _ = ndimage.label(candidate, structure=np.ones((3, 3)))
     touched = np.unique(grown_labels[accepted])
     cloud = np.isin(grown_labels, touched[touched > 0])
-    # Fill holes smaller than a cloud: a gap in a cloud is not clear ground one can use.
-    filled: Mask = ~_keep_large(~cloud, min_px) & work.valid
+    # Fill holes smaller than a cloud: a gap in a cloud is not clear ground one can use. Only gaps
+    # the cloud encloses count: clear ground reaching the frame's edge is never a hole, however small.
+    holes = ndimage.binary_fill_holes(cloud) & ~cloud
+    filled: Mask = (cloud | (holes & ~_keep_large(holes, min_px))) & work.valid
     return filled
 
 
@@ -772,10 +774,20 @@ def _moved(mask: Mask, dy: int, dx: int) -> Mask:
 # ---------------------------------------------------------------------------------------------
 
 
+#: 2^k for the bit depths sensors clip at, stored in wider integers.
+_CLIP_LEVELS = frozenset(2**k for k in range(9, 17))
+
+
 def _saturated(data: NDArray[np.generic], valid: Mask, dtype: str) -> Mask:
-    """Valid pixels at the dtype's maximum, or at a band's plateau maximum, in any band."""
+    """Valid pixels at the dtype's maximum, or at a band's plateau maximum, in any band.
+
+    The plateau test is for data stored wider than the sensor's range: integers whose top value is
+    a sensor's clipping level (2^k - 1: 1023, 4095, 16383 ...), and floats. A uniform bright roof at
+    any other value is not mistaken for saturation.
+    """
     saturated = np.zeros(valid.shape, np.bool_)
     top = int(np.iinfo(dtype).max) if np.dtype(dtype).kind in "iu" else None
+    plateaus = np.dtype(dtype).itemsize > 1
     if not valid.any():
         return saturated
     for band in data:
@@ -787,7 +799,8 @@ def _saturated(data: NDArray[np.generic], valid: Mask, dtype: str) -> Mask:
         at_top = int(np.count_nonzero(values == highest))
         below = values[values < highest]
         runner_up = int(np.count_nonzero(below == below.max())) if below.size else 0
-        if at_top >= PLATEAU_MIN_PX and at_top >= PLATEAU_RATIO * runner_up:
+        clip_level = top is None or int(highest) + 1 in _CLIP_LEVELS
+        if plateaus and clip_level and at_top >= PLATEAU_MIN_PX and at_top >= PLATEAU_RATIO * runner_up:
             saturated |= band == highest
     result: Mask = saturated & valid
     return result

@@ -55,18 +55,14 @@ class FileRegistration:
     registration: Registration
     shift_m: tuple[float, float] | None  # (east, north), for georeferenced pairs that registered
 
-    @property
-    def georeferenced(self) -> bool:
-        """True when both files are georeferenced (MOVING was placed on REFERENCE's grid)."""
-        return self.reference.georef is not None and self.moving.georef is not None
-
     def to_json(self) -> dict[str, object]:
         """The ``register`` contract's JSON object."""
         return self.registration.to_json(self.shift_m)
 
 
 def read_raster(path: Path, limits: Limits = DEFAULT_LIMITS) -> Raster:
-    """Every band but alpha, with the dataset mask (nodata, alpha, internal mask) as VALID.
+    """Every band but alpha (a palette image as its RGB), with the dataset mask (nodata, alpha,
+    internal mask) as VALID.
 
     Raises:
         RasterRefused: If the file is missing, not an allowed raster, or too large.
@@ -74,9 +70,16 @@ def read_raster(path: Path, limits: Limits = DEFAULT_LIMITS) -> Raster:
     """
     with open_raster(path, limits) as src:
         georef = georef_of(src, path)
-        indexes = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha] or [1]
-        data = src.read(indexes)
         valid = src.dataset_mask() > 0
+        if src.count == 1 and src.colorinterp[0] == ColorInterp.palette:
+            colormap, indices = src.colormap(1), src.read(1)
+            table = np.zeros((max(int(indices.max()), *colormap) + 1, 3), dtype=np.uint8)
+            for index, rgba in colormap.items():
+                table[index] = rgba[:3]
+            data = np.moveaxis(table[indices], -1, 0)
+        else:
+            indexes = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha] or [1]
+            data = src.read(indexes)
     if np.issubdtype(data.dtype, np.floating):
         valid &= np.isfinite(data).all(axis=0)
     return Raster(path, data, valid, georef)

@@ -196,7 +196,7 @@ def fit_model(
     shift, shift_in = _robust(fit_shift, src, dst, keep)
     best = Fit("shift", shift, None, shift_in, _rmse(_residuals(shift, src[shift_in], dst[shift_in])))
     if keep.sum() >= MIN_AFFINE_POINTS and spread(src[keep], shape) >= MIN_AFFINE_SPREAD:
-        affine = _affine_if_significant(src, dst, keep, shape)
+        affine = _affine_if_significant(src, dst, keep, shape, separation)
         best = affine or best
     if (
         allow_field
@@ -216,17 +216,26 @@ def fit_model(
     return best
 
 
-def _affine_if_significant(src: np.ndarray, dst: np.ndarray, keep: np.ndarray, shape: tuple[int, int]) -> Fit | None:
-    """The robust affine fit, if an F-test against a shift on its inliers and its effect justify it."""
+def _affine_if_significant(
+    src: np.ndarray, dst: np.ndarray, keep: np.ndarray, shape: tuple[int, int], separation: float
+) -> Fit | None:
+    """The robust affine fit, if an F-test against a shift on its inliers and its effect justify it.
+
+    The test counts independent points only: as many windows of SEPARATION as fit, side by side,
+    in the points' extent (overlapping windows share pixels, so their errors are not independent).
+    """
     affine, inliers = _robust(fit_affine, src, dst, keep)
     n = int(inliers.sum())
-    dof = 2 * n - 6
+    extent = np.ptp(src[inliers], axis=0) + separation if n else np.zeros(2)
+    independent = min(float(n), float(np.prod(extent)) / separation**2) if separation > 0 else float(n)
+    dof = 2 * independent - 6
     if n < MIN_AFFINE_POINTS or dof <= 0:
         return None
     rss_affine = float(np.sum(_residuals(affine, src[inliers], dst[inliers]) ** 2))
     shift = fit_shift(src[inliers], dst[inliers])
     rss_shift = float(np.sum(_residuals(shift, src[inliers], dst[inliers]) ** 2))
-    f_value = ((rss_shift - rss_affine) / 4) / max(rss_affine / dof, 1e-12)
+    # correlated errors inflate what the four extra terms seem to explain by about n / independent
+    f_value = ((rss_shift - rss_affine) / 4) / max(rss_affine / (2 * n - 6), 1e-12) * independent / n
     if stats.f.sf(f_value, 4, dof) >= AFFINE_P_VALUE or _corner_effect(affine, shift, shape) < MIN_AFFINE_EFFECT_PX:
         return None
     return Fit("affine", affine, None, inliers, float(np.sqrt(rss_affine / n)))

@@ -374,7 +374,7 @@ def _refined_on_level(ref: Level, mov: Level, kind: Representation, matrix: np.n
     measured = measure(ref, mov, kind, _matrix_map(matrix), origins, size)
     if measured.count < MIN_TIE_POINTS:
         return matrix
-    return fit_model(measured.reference, measured.moving, ref.lum.shape, allow_field=False).matrix
+    return fit_model(measured.reference, measured.moving, ref.lum.shape, separation=size, allow_field=False).matrix
 
 
 def _to_full(matrix: np.ndarray, factor: int) -> np.ndarray:
@@ -412,7 +412,7 @@ def _iterate(
         measured = measure(ref, mov, kind, _matrix_map(matrix), origins, size)
         if measured.count < MIN_TIE_POINTS:
             return measured, None
-        fit = fit_model(measured.reference, measured.moving, ref.lum.shape, allow_field=False)
+        fit = fit_model(measured.reference, measured.moving, ref.lum.shape, separation=size, allow_field=False)
         reshaped = float(np.abs(fit.matrix[:, :2] - matrix[:, :2]).sum(axis=1).max()) * size / 2
         log.debug(
             "pass %d: %d tie points, %s, windows reshaped %.3f px", number + 1, measured.count, fit.model, reshaped

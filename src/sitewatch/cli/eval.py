@@ -42,6 +42,15 @@ def change(
         ),
     ] = None,
     no_align: NoAlignOption = False,
+    misregister: Annotated[
+        float,
+        typer.Option(
+            "--misregister",
+            help="Move AFTER by a seeded random 1 to PX pixels first (what misregistration costs, and "
+            "what alignment recovers).",
+            metavar="PX",
+        ),
+    ] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Pixel precision, recall, F1 and IoU of the changed class, TP/FP/FN summed per dataset."""
@@ -61,7 +70,7 @@ def change(
         def advance(event: PairDone) -> None:
             bar.update(task, completed=event.done, total=event.total, description=event.pair.name)
 
-        scores = evaluate(pairs, names, align=not no_align, on_progress=advance)
+        scores = evaluate(pairs, names, align=not no_align, on_progress=advance, misregister_px=misregister)
     for category, text in dict.fromkeys((w.category, str(w.message)) for w in caught):
         warnings.warn(text, category, stacklevel=1)
 

@@ -26,10 +26,11 @@ def register_images(
 ) -> None:
     """Measure how MOVING is misregistered against REFERENCE; print one JSON object.
 
-    A feature at REFERENCE pixel (x, y) appears in MOVING at (x + dx, y + dy). Georeferenced
-    MOVING is first placed on REFERENCE's grid, and what is left is given in REFERENCE pixels and
-    in metres (east, north). A pair that cannot be registered prints status "failed" with a reason
-    and exits 0 (and -o then writes nothing). The JSON is printed with or without --json.
+    A feature at REFERENCE pixel (x, y) appears in MOVING at (x + dx, y + dy).
+
+    Georeferenced MOVING is first placed on REFERENCE's grid; the rest is given in pixels and metres.
+
+    A pair that cannot be registered prints status "failed" with a reason and exits 0 (-o writes nothing).
     """
     import warnings
 

@@ -14,7 +14,9 @@ recall, F1 and IoU of the changed class are computed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,8 @@ from typing import Any, Literal
 import numpy as np
 
 from sitewatch.change import registry
-from sitewatch.change.compare import compare
+from sitewatch.change.compare import compare, detect_pair
+from sitewatch.change.pair import ImagePair, prepare, read_pair
 from sitewatch.errors import InputError
 from sitewatch.io.raster import open_raster
 from sitewatch.settings import DEFAULT_LIMITS, Limits
@@ -195,8 +198,12 @@ def evaluate(
     detectors: Iterable[str] | None = None,
     align: bool = True,
     on_progress: Callable[[PairDone], None] | None = None,
+    misregister_px: float = 0.0,
 ) -> list[Score]:
     """Run every detector on every pair (from :func:`find_pairs`); one score per layout and detector.
+
+    With MISREGISTER_PX, AFTER is first moved by a seeded random 1 to MISREGISTER_PX pixels (any
+    direction), to measure what misregistration costs and what alignment recovers.
 
     When pairs of more than one layout are given, a row named ``all`` per detector sums them
     (the whole folder as one split, as DESIGN.md defines it).
@@ -212,8 +219,13 @@ def evaluate(
     scores: list[Score] = []
     for detector in names:
         by_layout: dict[str, list[Score]] = {}
-        for pair in pairs:
-            product = compare(pair.before, pair.after, detector=detector, align=align)
+        for index, pair in enumerate(pairs):
+            if misregister_px > 0:
+                started = time.perf_counter()
+                moved = misregistered(read_pair(pair.before, pair.after), misregister_px, seed=index)
+                product = detect_pair(prepare(moved, align=align), detector, started=started)
+            else:
+                product = compare(pair.before, pair.after, detector=detector, align=align)
             truth = read_label(pair.label)
             if truth.shape != product.mask.shape:
                 raise InputError(
@@ -230,6 +242,19 @@ def evaluate(
             rows.append(_total(ALL, detector, [s for items in by_layout.values() for s in items]))
         scores.extend(rows)
     return scores
+
+
+def misregistered(pair: ImagePair, max_px: float, *, seed: int) -> ImagePair:
+    """PAIR with AFTER moved by 1 to MAX_PX pixels in a seeded random direction (bilinear); pixels
+    moved in from outside are invalid."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    length, angle = rng.uniform(1.0, max(1.0, max_px)), rng.uniform(0.0, 2 * np.pi)
+    dy, dx = length * np.sin(angle), length * np.cos(angle)
+    after = ndimage.shift(pair.after, (0.0, dy, dx), order=1, mode="constant", cval=0.0)
+    inside = ndimage.shift(pair.valid.astype(np.float32), (dy, dx), order=1, mode="constant", cval=0.0) > 0.999
+    return dataclasses.replace(pair, after=after.astype(np.float32), valid=pair.valid & inside)
 
 
 def _total(dataset: str, detector: str, scores: list[Score]) -> Score:
