@@ -70,6 +70,7 @@ class TimelineRow:
     gsd: str
     valid: str
     flags: str
+    alignment: str
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,7 @@ class _PageBuilder:
             gsd=f"{obs.gsd:.2f} m (scene {scene.gsd:.2f} m)",
             valid=f"{obs.valid_fraction:.0%}",
             flags=", ".join(obs.flags),
+            alignment=_alignment_text(obs),
         )
 
     def _change_row(self, number: int, change: Change) -> ChangeRow:
@@ -418,9 +420,10 @@ class _PageBuilder:
         method = f"the {', '.join(detectors)} detector" if detectors else "sitewatch's change detector"
         paragraphs = [
             f"How changes are found: {method} compares each pair of observations pixel by pixel, after "
-            "both are put on the site grid at the coarser of their two resolutions, aligned to each "
-            "other and radiometrically normalised, and outlines areas that differ more than the "
-            "site's usual variation between images. It is a classic, unsupervised method: no model "
+            "both are put on the site grid at the coarser of their two resolutions and co-registered to "
+            "the site's reference image, with cloud, cloud shadow and saturated pixels left out; each "
+            "band of each date is standardised, and areas that differ more than the site's usual "
+            "variation between images are outlined. It is a classic, unsupervised method: no model "
             "was trained on labelled examples, and it does not know what a building or a vehicle is.",
             "What confidence means: each change's confidence (0 to 1) is the detector's own score for "
             "how strongly and consistently that polygon differs. It is not a calibrated probability. "
@@ -486,6 +489,21 @@ def _outlines(numbered: Iterable[tuple[int, Change]], labelled: int | None = Non
         )
         for n, c in pairs
     ]
+
+
+def _alignment_text(obs: Observation) -> str:
+    """How the observation was co-registered, in a few words for the timeline."""
+    figures = obs.alignment or {}
+    if obs.align_status == "reference":
+        return "reference"
+    if obs.align_status == "failed":
+        return f"not aligned ({obs.align_reason})"
+    if obs.align_status == "aligned":
+        shift = figures.get("applied_shift_px") or [0.0, 0.0]
+        rmse = figures.get("residual_rmse_px")
+        residual = f", residual {rmse:.2f} px" if isinstance(rmse, (int, float)) else ""
+        return f"{figures.get('model', 'aligned')}: moved {shift[0]:+.2f}, {shift[1]:+.2f} px{residual}"
+    return "not aligned yet"
 
 
 def _css(colour: tuple[int, int, int]) -> str:
