@@ -47,6 +47,8 @@ def test_align_recovers_the_known_shifts(demo_ws: tuple[Workspace, DemoSite]) ->
             continue
         assert obs.align_status == "aligned", obs.align_reason
         applied = np.array((obs.alignment or {})["applied_shift_px"])
+        radiometry = (obs.alignment or {})["radiometry"]  # recorded against the reference
+        assert len(radiometry["bands"]) == 3 and min(b["r2"] for b in radiometry["bands"]) > 0.5, radiometry
         errors.append(np.hypot(*(applied - (np.array(scene.shift_px) - reference_shift))))
     assert max(errors) < 0.8 and float(np.mean(errors)) < 0.45, errors
     assert _store_files(ws) == {str(o.path) for o in ws.catalog.observations(ws.catalog.site(truth.name))}

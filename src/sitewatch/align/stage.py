@@ -19,6 +19,7 @@ from uuid import uuid4
 
 import numpy as np
 
+from sitewatch.align.register import Registration
 from sitewatch.catalog.models import Observation, Site
 from sitewatch.errors import NotFound
 from sitewatch.grid import SiteGrid
@@ -26,7 +27,7 @@ from sitewatch.ingest.pipeline import store_lock, stored_georef
 from sitewatch.ingest.render import DisplacementGrid, render_displaced
 from sitewatch.io.raster import open_raster
 from sitewatch.masks import cloud_mask
-from sitewatch.observations import read_layer
+from sitewatch.observations import Layer, read_layer
 from sitewatch.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def _align_one(ws: Workspace, site: Site, grid: SiteGrid, reference: Observation
     }
     if registration.status != "ok":
         return _failed(ws, obs, registration.reason or "failed", figures)
+    figures["radiometry"] = _radiometry(ref_layer, obs_layer, registration)
     measured = _measured_on_own_level(registration, obs, level)
     previous = _displacement(obs) or DisplacementGrid.identity(obs.width, obs.height)
     if max(np.abs(measured.dx).max(), np.abs(measured.dy).max()) < MIN_CORRECTION_PX:
@@ -179,6 +181,25 @@ def _align_one(ws: Workspace, site: Site, grid: SiteGrid, reference: Observation
         result = replace(obs, path=path, align_status="aligned", align_reason=None, alignment=figures)
         _commit(ws, result, obs.path)
     return result
+
+
+def _radiometry(ref_layer: Layer, obs_layer: Layer, registration: Registration) -> dict[str, Any]:
+    """How OBS's bands map onto the reference's radiometry once aligned (IR-MAD pseudo-invariant
+    pixels, histogram matching where a line fits poorly), and how well: recorded, not applied."""
+    from sitewatch.align import apply
+    from sitewatch.align.radiometry import normalise
+
+    aligned, moved = apply(obs_layer.pixels, registration, ref_layer.valid.shape, mov_valid=obs_layer.valid)
+    fit = normalise(ref_layer.pixels, aligned, ref_layer.valid & moved)
+    return {
+        "method": fit.method,
+        "invariant_fraction": round(fit.invariant_fraction, 4),
+        "bands": [
+            {"method": b.method, "gain": b.gain, "offset": b.offset, "r2": round(b.r2, 4), "rmse": round(b.rmse, 3)}
+            for b in fit.bands
+        ],
+        "note": fit.note,
+    }
 
 
 def _aligned_to(obs: Observation, reference: Observation) -> bool:
