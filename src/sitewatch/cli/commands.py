@@ -21,12 +21,6 @@ MODULES: tuple[str, ...] = (
 
 
 def register(app: typer.Typer) -> None:
-    """Add every command module that exists to APP."""
+    """Add every command module's commands to APP."""
     for name in MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(name).register(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import typer
@@ -69,7 +70,7 @@ def ingest(
 
 def _print(outcomes: list[Any], as_json: bool) -> None:
     if as_json:
-        print_json({"scenes": [o.__dict__ for o in outcomes]})
+        print_json({"scenes": [dataclasses.asdict(o) for o in outcomes]})
         return
     import sys
 
