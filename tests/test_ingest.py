@@ -219,3 +219,42 @@ def test_cli_ingests_a_stac_item_with_its_provenance(tmp_path: Path) -> None:
     (folder / "evil.json").write_text(json.dumps(escaping))
     refused = run_sitewatch("ingest", folder / "evil.json", workspace=ws_dir)
     assert refused.returncode == 1 and "outside the catalog folder" in refused.stderr
+
+
+@pytest.mark.parametrize(("cloudy_rows", "flagged"), [(420, True), (0, False)])
+def test_sensor_cloud_mask_from_stac_flags_the_observation(tmp_path: Path, cloudy_rows: int, flagged: bool) -> None:
+    """A Sentinel-2 SCL asset delivered with the item marks cloud the spectral tests cannot see."""
+    ws_dir = tmp_path / "ws"
+    run_sitewatch("init", ws_dir)
+    run_sitewatch("site", "add", "s", f"--bbox={SITE_BBOX}", workspace=ws_dir)
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    _scene(folder, "scene.tif", 1)  # textured, nothing cloud-like in it
+    scl = np.full((1, 500, 500), 4, np.uint8)  # 4: vegetation
+    scl[:, : cloudy_rows // 2] = 9  # 9: cloud, high probability (1 m pixels over the 0.5 m scene)
+    write_tif(folder / "scl.tif", scl, crs="EPSG:32615", transform=Affine(1.0, 0, 366700.0, 0, -1.0, 4104400.0))
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "s2-like",
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[-94.5, 37.07], [-94.49, 37.07], [-94.49, 37.08], [-94.5, 37.07]]],
+        },
+        "bbox": [-94.5, 37.07, -94.49, 37.08],
+        "properties": {"datetime": "2023-07-07T10:20:00Z"},
+        "links": [],
+        "assets": {
+            "visual": {"href": "scene.tif", "type": "image/tiff; application=geotiff", "roles": ["visual"]},
+            "scl": {"href": "scl.tif", "type": "image/tiff; application=geotiff", "roles": ["cloud"]},
+        },
+    }
+    (folder / "item.json").write_text(json.dumps(item))
+    done = run_sitewatch("ingest", folder / "item.json", workspace=ws_dir)
+    assert done.returncode == 0, done.stderr
+    with Workspace.open(ws_dir) as ws:
+        (scene,) = ws.catalog.scenes()
+        (obs,) = ws.catalog.observations(ws.catalog.site("s"))
+        assert [kind for kind, _ in scene.masks] == ["scl"] and (ws.store / scene.masks[0][1]).is_file()
+    assert ("cloudy" in obs.flags) is flagged
+    assert (obs.masked_fraction > 0.3) is flagged and (flagged or obs.masked_fraction < 0.01)

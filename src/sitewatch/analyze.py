@@ -21,9 +21,10 @@ from shapely.geometry import mapping
 
 from sitewatch.catalog.models import Change, Observation, Scene, Site
 from sitewatch.grid import SiteGrid, to_crs
+from sitewatch.ingest.pipeline import scene_masks
 from sitewatch.io.files import atomic_path
 from sitewatch.masks import quality_masks
-from sitewatch.observations import Layer, read_layer
+from sitewatch.observations import Layer, read_layer, read_sensor_masks
 from sitewatch.workspace import Workspace, slug
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,16 @@ def analyze_site(
         if key not in masked:
             raw = read_layer(ws, obs, grid, level)
             scene = scenes[obs.id or 0]
+            sensor = read_sensor_masks(
+                scene_masks(ws, scene), grid.crs, grid.transform_at(level), grid.shape_at(level), ws.settings.limits
+            )
             quality = quality_masks(
-                raw.pixels, raw.valid, dtype=scene.dtype, band_names=scene.band_names, gsd=grid.gsd_at(level)
+                raw.pixels,
+                raw.valid,
+                dtype=scene.dtype,
+                band_names=scene.band_names,
+                gsd=grid.gsd_at(level),
+                sensor=sensor,
             )
             masked[key] = Layer(raw.pixels, quality.usable)
         return masked[key]

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from affine import Affine
+from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
 from sitewatch.catalog.models import Observation
 from sitewatch.grid import SiteGrid
 from sitewatch.io.raster import open_raster
+from sitewatch.settings import Limits
 from sitewatch.workspace import Workspace
+
+if TYPE_CHECKING:
+    from sitewatch.masks import SensorMask
 
 
 @dataclass(frozen=True)
@@ -35,3 +44,34 @@ def read_layer(ws: Workspace, obs: Observation, grid: SiteGrid, level: int) -> L
                 data = vrt.read()
                 valid = vrt.dataset_mask() > 0
     return Layer(pixels=data.astype(np.float32), valid=valid)
+
+
+def read_sensor_masks(
+    masks: Sequence[tuple[str, Path]],
+    crs: CRS,
+    transform: Affine,
+    shape: tuple[int, int],
+    limits: Limits,
+) -> SensorMask | None:
+    """Sensor-provided masks (kind, file) read onto a grid (nearest: classes must not be averaged),
+    decoded and joined; None without any."""
+    from sitewatch.masks import SensorMask, sensor_mask
+
+    joined: SensorMask | None = None
+    for kind, path in masks:
+        with open_raster(path, limits) as src:
+            options = {"crs": crs, "transform": transform, "width": shape[1], "height": shape[0]}
+            with WarpedVRT(src, resampling=Resampling.nearest, **options) as vrt:
+                data = vrt.read()
+        decoded = sensor_mask(data if data.shape[0] > 1 else data[0], kind)  # type: ignore[arg-type]
+        if joined is None:
+            joined = decoded
+        else:
+            joined = SensorMask(
+                joined.cloud | decoded.cloud,
+                joined.shadow | decoded.shadow,
+                joined.haze | decoded.haze,
+                joined.nodata | decoded.nodata,
+                joined.saturated | decoded.saturated,
+            )
+    return joined

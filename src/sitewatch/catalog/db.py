@@ -240,8 +240,8 @@ class Catalog:
         """Insert a scene inside the caller's transaction; returns its id."""
         cur = conn.execute(
             "INSERT INTO scenes (sha256, path, source, acquired, footprint_wkt, gsd, width, height, bands,"
-            " dtype, crs, transform, band_names, provider, sensor, licence, attribution, ingested)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " dtype, crs, transform, band_names, provider, sensor, licence, attribution, ingested, masks)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 scene.sha256,
                 str(scene.path),
@@ -261,6 +261,7 @@ class Catalog:
                 scene.licence,
                 scene.attribution,
                 utc_text(datetime.now(UTC)),
+                json.dumps([[kind, str(path)] for kind, path in scene.masks]),
             ),
         )
         return int(cur.lastrowid or 0)
@@ -393,6 +394,7 @@ def _scene_from_row(row: sqlite3.Row) -> Scene:
         attribution=row["attribution"],
         band_names=tuple(json.loads(row["band_names"])),
         transform=None if transform is None else tuple(json.loads(transform)),
+        masks=tuple((kind, Path(path)) for kind, path in json.loads(row["masks"])),
         id=row["id"],
     )
 

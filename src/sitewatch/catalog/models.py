@@ -64,6 +64,7 @@ class Scene:
     attribution: str | None = None
     band_names: tuple[str, ...] = ()
     transform: tuple[float, float, float, float, float, float] | None = None  # given by world file/--bounds
+    masks: tuple[tuple[str, Path], ...] = ()  # sensor-provided masks: (kind, store path)
     id: int | None = None
 
 

@@ -87,4 +87,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE observations ADD COLUMN masked_fraction REAL NOT NULL DEFAULT 0;
     ALTER TABLE sites ADD COLUMN reference_scene_id INTEGER REFERENCES scenes(id) ON DELETE SET NULL;
     """,
+    """
+    ALTER TABLE scenes ADD COLUMN masks TEXT NOT NULL DEFAULT '[]';
+    """,
 )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
@@ -15,6 +17,7 @@ from rio_cogeo.profiles import cog_profiles
 from sitewatch.grid import SiteGrid
 from sitewatch.io.raster import GDAL_SAFE_ENV, Georef, open_raster
 from sitewatch.masks import CLOUDY_FRACTION, MIN_USABLE_FRACTION, quality_masks
+from sitewatch.observations import read_sensor_masks
 from sitewatch.settings import Limits
 
 #: GDAL block cache while writing a COG. rasterio takes an integer in bytes here and does not restore
@@ -64,6 +67,7 @@ def observe(
     *,
     limits: Limits,
     band_names: tuple[str, ...] = (),
+    sensor_masks: Sequence[tuple[str, Path]] = (),
 ) -> ObservationFile:
     """Warp SRC onto GRID at the level nearest NATIVE_GSD and write OUT as a COG with a mask.
 
@@ -99,7 +103,7 @@ def observe(
             config={**GDAL_SAFE_ENV, "GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": WRITE_CACHE_BYTES},
             overview_resampling="average",
         )
-    valid, cloud, masked = screen(out, limits, band_names=band_names, gsd=grid.gsd_at(level))
+    valid, cloud, masked = screen(out, limits, band_names=band_names, gsd=grid.gsd_at(level), sensor_masks=sensor_masks)
     return ObservationFile(
         path=out,
         level=level,
@@ -113,11 +117,17 @@ def observe(
 
 
 def screen(
-    path: Path, limits: Limits, *, band_names: tuple[str, ...] = (), gsd: float | None = None
+    path: Path,
+    limits: Limits,
+    *,
+    band_names: tuple[str, ...] = (),
+    gsd: float | None = None,
+    sensor_masks: Sequence[tuple[str, Path]] = (),
 ) -> tuple[float, float, float]:
     """(valid, cloud, masked) fractions of an observation, from a bounded read of an overview.
 
-    Cloud and masked (cloud, cloud shadow, saturation) are shares of the valid area.
+    Cloud and masked (cloud, cloud shadow, saturation) are shares of the valid area; SENSOR_MASKS
+    (kind, file) delivered with the scene are added to the spectral tests.
     """
     with open_raster(path, limits) as obs:
         scale = max(1, max(obs.width, obs.height) // _MASK_SAMPLE)
@@ -125,5 +135,9 @@ def screen(
         valid = obs.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
         pixels = obs.read(out_shape=(obs.count, *shape), resampling=Resampling.nearest)
         dtype = obs.dtypes[0]
-    masks = quality_masks(pixels, valid, dtype=dtype, band_names=band_names, gsd=None if gsd is None else gsd * scale)
+        overview = obs.transform @ Affine.scale(obs.width / shape[1], obs.height / shape[0])
+        sensor = read_sensor_masks(sensor_masks, obs.crs, overview, shape, limits)
+    masks = quality_masks(
+        pixels, valid, dtype=dtype, band_names=band_names, gsd=None if gsd is None else gsd * scale, sensor=sensor
+    )
     return float(np.count_nonzero(valid) / valid.size), masks.cloud_fraction, 1.0 - masks.usable_fraction

@@ -93,7 +93,9 @@ def store_lock(ws: Workspace) -> Iterator[None]:
 
 def collect_garbage(ws: Workspace) -> list[Path]:
     """Remove store files no catalog row refers to (left by a killed run). Call under the lock."""
-    referenced = {str(s.path) for s in ws.catalog.scenes()} | ws.catalog.all_observation_paths()
+    scenes = ws.catalog.scenes()
+    referenced = {str(s.path) for s in scenes} | {str(m) for s in scenes for _, m in s.masks}
+    referenced |= ws.catalog.all_observation_paths()
     removed = []
     for folder in (ws.store / "scenes", ws.store / "observations"):
         for path in sorted(folder.rglob("*")):
@@ -167,9 +169,12 @@ def ingest_one(ws: Workspace, source: SceneSource, *, sites: Sequence[Site] = ()
             attribution=source.attribution or provenance["attribution"],
             band_names=source.band_names or tuple(d or f"b{i + 1}" for i, d in enumerate(src.descriptions)),
             transform=tuple(georef.transform)[:6] if georef.transform != src.transform or src.crs is None else None,
+            masks=tuple(
+                (kind, Path("scenes") / f"{sha}.mask-{kind}{mask.suffix.lower()}") for kind, mask in source.masks
+            ),
         )
         if not copy:
-            scene = replace(scene, path=path.resolve())
+            scene = replace(scene, path=path.resolve(), masks=tuple((k, m.resolve()) for k, m in source.masks))
         with store_lock(ws):
             return _commit_scene(ws, scene, source, georef, targets)
 
@@ -188,6 +193,9 @@ def _commit_scene(
             if not stored.exists():  # else an orphan of a killed run, with the same content
                 _copy_into_store(source.path, stored)
                 staged.files.append(stored)
+            for (_, given), (_, kept) in zip(source.masks, scene.masks, strict=True):
+                _copy_into_store(given, ws.store / kept)
+                staged.files.append(ws.store / kept)
         plans = [_plan_site(ws, site, scene.gsd) for site in targets]
         observed: list[tuple[Site, Observation | None, ObservationFile]] = []
         for site, grid, rebuild in plans:
@@ -286,13 +294,25 @@ def _observe_file(
     try:
         with open_raster(scene_path, ws.settings.limits) as reader:
             result = observe(
-                reader, georef, scene.gsd, grid, tmp, limits=ws.settings.limits, band_names=scene.band_names
+                reader,
+                georef,
+                scene.gsd,
+                grid,
+                tmp,
+                limits=ws.settings.limits,
+                band_names=scene.band_names,
+                sensor_masks=scene_masks(ws, scene),
             )
         tmp.replace(final)
     finally:
         tmp.unlink(missing_ok=True)
     staged.files.append(final)
     return replace(result, path=final)
+
+
+def scene_masks(ws: Workspace, scene: Scene) -> tuple[tuple[str, Path], ...]:
+    """A scene's sensor-provided masks as (kind, file) with their files resolved in the store."""
+    return tuple((kind, path if path.is_absolute() else ws.store / path) for kind, path in scene.masks)
 
 
 def stored_georef(scene: Scene, src: DatasetReader, path: Path) -> Georef:

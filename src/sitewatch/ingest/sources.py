@@ -30,3 +30,4 @@ class SceneSource:
     crs: CRS | None = None  # for plain images: --crs, else world file + --crs
     transform: Affine | None = None  # for plain images: from --bounds
     stac_id: str | None = None
+    masks: tuple[tuple[str, Path], ...] = ()  # sensor-provided masks: (kind, local file), e.g. ("scl", ...)
