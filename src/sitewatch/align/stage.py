@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import numpy as np
 
@@ -23,7 +22,7 @@ from sitewatch.align.register import Registration
 from sitewatch.catalog.models import Observation, Site
 from sitewatch.errors import NotFound
 from sitewatch.grid import SiteGrid
-from sitewatch.ingest.pipeline import store_lock, stored_georef
+from sitewatch.ingest.pipeline import new_observation_path, scene_file, store_lock, stored_georef
 from sitewatch.ingest.render import DisplacementGrid, render_displaced
 from sitewatch.io.raster import open_raster
 from sitewatch.masks import cloud_mask
@@ -227,9 +226,8 @@ def _measured_on_own_level(registration: Any, obs: Observation, level: int) -> D
 def _render(ws: Workspace, site: Site, grid: SiteGrid, obs: Observation, displacement: DisplacementGrid) -> Path:
     """Re-render OBS from its scene through DISPLACEMENT into a new store file; returns its store path."""
     scene = ws.catalog.scene(obs.scene_id)
-    scene_path = scene.path if scene.path.is_absolute() else ws.store / scene.path
-    final = ws.store / "observations" / str(site.id) / f"{scene.sha256[:16]}_L{obs.level}_{uuid4().hex[:8]}.tif"
-    final.parent.mkdir(parents=True, exist_ok=True)
+    scene_path = scene_file(ws, scene)
+    final = new_observation_path(ws, site, scene, obs.level)
     tmp = final.with_name(f".{final.name}.part")
     try:
         with open_raster(scene_path, ws.settings.limits) as src:

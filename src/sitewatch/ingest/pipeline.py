@@ -269,7 +269,7 @@ def _rebuild_site(
     rebuilt: list[tuple[Site, Observation | None, ObservationFile]] = []
     for obs in ws.catalog.observations(site):
         scene = ws.catalog.scene(obs.scene_id)
-        scene_path = scene.path if scene.path.is_absolute() else ws.store / scene.path
+        scene_path = scene_file(ws, scene)
         with open_raster(scene_path, ws.settings.limits) as src:
             georef = stored_georef(scene, src, scene_path)
             obs_file = _observe_file(ws, site, grid, scene, georef, scene_path, staged)
@@ -287,9 +287,7 @@ def _observe_file(
     scene_path: Path,
     staged: _Staged,
 ) -> ObservationFile:
-    level = grid.level_for(scene.gsd)
-    final = ws.store / "observations" / str(site.id) / f"{scene.sha256[:16]}_L{level}_{uuid4().hex[:8]}.tif"
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final = new_observation_path(ws, site, scene, grid.level_for(scene.gsd))
     tmp = final.with_name(f".{final.name}.part")
     try:
         with open_raster(scene_path, ws.settings.limits) as reader:
@@ -308,6 +306,18 @@ def _observe_file(
         tmp.unlink(missing_ok=True)
     staged.files.append(final)
     return replace(result, path=final)
+
+
+def scene_file(ws: Workspace, scene: Scene) -> Path:
+    """Where a scene's pixels are: in the store, or referenced in place (``--no-copy``)."""
+    return scene.path if scene.path.is_absolute() else ws.store / scene.path
+
+
+def new_observation_path(ws: Workspace, site: Site, scene: Scene, level: int) -> Path:
+    """A fresh store path for an observation of SCENE on SITE's grid at LEVEL (its folder exists)."""
+    final = ws.store / "observations" / str(site.id) / f"{scene.sha256[:16]}_L{level}_{uuid4().hex[:8]}.tif"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final
 
 
 def scene_masks(ws: Workspace, scene: Scene) -> tuple[tuple[str, Path], ...]:
