@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,9 +18,7 @@ from shapely.ops import unary_union
 from sitewatch.errors import GeoreferenceError, InputError
 from sitewatch.ingest.metadata import parse_datetime
 from sitewatch.ingest.sources import SceneSource
-from sitewatch.ingest.stac import StacScene
 from sitewatch.io.raster import open_raster
-from sitewatch.masks import sensor_mask_kind
 from sitewatch.settings import Limits
 from sitewatch.workspace import Workspace
 
@@ -113,7 +110,7 @@ def downloads(ws: Workspace) -> Iterator[Path]:
 
 def resolve_sources(ws: Workspace, request: IngestRequest, download_dir: Path) -> list[SceneSource]:
     """Every scene source the request names; all checks (paths, hosts, hrefs) run before ingest."""
-    from sitewatch.ingest.stac import scenes_from_stac_api, scenes_from_stac_file, scenes_from_stac_url
+    from sitewatch.ingest.stac import sources_from_stac_api, sources_from_stac_file, sources_from_stac_url
     from sitewatch.io.stac import HostPolicy
 
     if not request.inputs and not request.stac_api:
@@ -126,14 +123,10 @@ def resolve_sources(ws: Workspace, request: IngestRequest, download_dir: Path) -
     sources: list[SceneSource] = []
     local = [Path(i) for i in request.inputs if not _is_url(i)]
     for url in (i for i in request.inputs if _is_url(i)):
-        found = scenes_from_stac_url(url, download_dir, HostPolicy.for_url(url, hosts), limits, download_masks=True)
-        sources.extend(with_masks(found))
+        sources.extend(sources_from_stac_url(url, download_dir, HostPolicy.for_url(url, hosts), limits))
     for path in expand_paths(local):
         if path.suffix.lower() == ".json":
-            found = scenes_from_stac_file(
-                path, download_dir, HostPolicy(allowed_hosts=hosts), limits, download_masks=True
-            )
-            sources.extend(with_masks(found))
+            sources.extend(sources_from_stac_file(path, download_dir, HostPolicy(allowed_hosts=hosts), limits))
         else:
             sources.append(file_source(path, acquired=acquired, bounds=bounds, crs=crs, limits=limits))
     if request.stac_api:
@@ -142,33 +135,17 @@ def resolve_sources(ws: Workspace, request: IngestRequest, download_dir: Path) -
             raise InputError(request.stac_api, "no sites to search for; add one with `sitewatch site add`")
         west, south, east, north = unary_union([s.geometry for s in targets]).bounds
         sources.extend(
-            with_masks(
-                scenes_from_stac_api(
-                    request.stac_api,
-                    list(request.collections),
-                    (west, south, east, north),
-                    parse_datetime(request.date_from, "--from") if request.date_from else None,
-                    parse_datetime(request.date_to, "--to") if request.date_to else None,
-                    download_dir,
-                    HostPolicy.for_url(request.stac_api, hosts),
-                    limits,
-                    download_masks=True,
-                )
+            sources_from_stac_api(
+                request.stac_api,
+                list(request.collections),
+                (west, south, east, north),
+                parse_datetime(request.date_from, "--from") if request.date_from else None,
+                parse_datetime(request.date_to, "--to") if request.date_to else None,
+                download_dir,
+                HostPolicy.for_url(request.stac_api, hosts),
+                limits,
             )
         )
-    return sources
-
-
-def with_masks(scenes: Sequence[StacScene]) -> list[SceneSource]:
-    """Scene sources carrying the sensor masks delivered with them that sitewatch can decode."""
-    sources = []
-    for scene in scenes:
-        masks = tuple(
-            (kind, mask.path)
-            for mask in scene.masks
-            if mask.path is not None and (kind := sensor_mask_kind(mask.key)) is not None
-        )
-        sources.append(dataclasses.replace(scene.source, masks=masks))
     return sources
 
 

@@ -48,6 +48,7 @@ from sitewatch.io.stac import (
     parse_json_object,
     resolve_href,
 )
+from sitewatch.masks import sensor_mask_kind
 from sitewatch.settings import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
@@ -541,8 +542,8 @@ def scenes_from_stac_file(
 def sources_from_stac_file(
     path: Path, download_dir: Path, policy: HostPolicy | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> list[SceneSource]:
-    """Scene sources from a local STAC file: :func:`scenes_from_stac_file` without the masks."""
-    return [scene.source for scene in scenes_from_stac_file(path, download_dir, policy, limits)]
+    """Scene sources from a local STAC file, carrying the sensor masks sitewatch can decode."""
+    return _with_masks(scenes_from_stac_file(path, download_dir, policy, limits, download_masks=True))
 
 
 def scenes_from_stac_url(
@@ -574,8 +575,8 @@ def scenes_from_stac_url(
 def sources_from_stac_url(
     url: str, download_dir: Path, policy: HostPolicy | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> list[SceneSource]:
-    """Scene sources from a remote static STAC document: :func:`scenes_from_stac_url` without masks."""
-    return [scene.source for scene in scenes_from_stac_url(url, download_dir, policy, limits)]
+    """Scene sources from a remote static STAC document, carrying the sensor masks sitewatch can decode."""
+    return _with_masks(scenes_from_stac_url(url, download_dir, policy, limits, download_masks=True))
 
 
 def _utc(value: datetime | date, end_of_day: bool) -> datetime:
@@ -688,8 +689,30 @@ def sources_from_stac_api(
     limits: Limits = DEFAULT_LIMITS,
     max_items: int = 500,
 ) -> list[SceneSource]:
-    """Scene sources from a STAC API search: :func:`scenes_from_stac_api` without the masks."""
+    """Scene sources from a STAC API search, carrying the sensor masks sitewatch can decode."""
     scenes = scenes_from_stac_api(
-        url, collections, bbox, date_from, date_to, download_dir, policy, limits, max_items=max_items
+        url,
+        collections,
+        bbox,
+        date_from,
+        date_to,
+        download_dir,
+        policy,
+        limits,
+        max_items=max_items,
+        download_masks=True,
     )
-    return [scene.source for scene in scenes]
+    return _with_masks(scenes)
+
+
+def _with_masks(scenes: Sequence[StacScene]) -> list[SceneSource]:
+    """The scenes' sources with the (kind, file) of each delivered mask whose kind sitewatch decodes."""
+    sources = []
+    for scene in scenes:
+        masks = tuple(
+            (kind, mask.path)
+            for mask in scene.masks
+            if mask.path is not None and (kind := sensor_mask_kind(mask.key)) is not None
+        )
+        sources.append(replace(scene.source, masks=masks))
+    return sources
