@@ -12,7 +12,16 @@ D = TypeVar("D", bound=type[ChangeDetector])
 
 #: Detectors shipped with sitewatch: name -> module that registers it. Declared here so that
 #: ``names()`` (the CLI's ``--detector`` help) needs no heavy import; ``get`` imports on first use.
-BUILTIN: dict[str, str] = {"cva": "sitewatch.change.cva"}
+BUILTIN: dict[str, str] = {
+    "cva": "sitewatch.change.cva",
+    "irmad": "sitewatch.change.irmad",
+    "structural": "sitewatch.change.structural",
+    "deepcva": "sitewatch.change.deepcva",
+    "siamese": "sitewatch.change.siamese",
+}
+
+#: The name that asks the default pipeline to pick (see :func:`choose`).
+AUTO = "auto"
 
 _DETECTORS: dict[str, type[ChangeDetector]] = {}
 
@@ -50,3 +59,34 @@ def get(name: str) -> type[ChangeDetector]:
 def names() -> list[str]:
     """Names of the registered and shipped detectors, sorted."""
     return sorted(_DETECTORS.keys() | BUILTIN.keys())
+
+
+def valid_for(cls: type[ChangeDetector], band_count: int, has_rgb: bool, gsd: float | None) -> str | None:
+    """Why CLS cannot run on BAND_COUNT bands (HAS_RGB: red, green and blue are known) at GSD, or ``None``."""
+    if not cls.available():
+        return f"{cls.name}: its model is not installed"
+    if cls.bands == "rgb" and not has_rgb:
+        return f"{cls.name}: needs red, green and blue bands ({band_count} band(s) without a known RGB)"
+    low, high = cls.gsd_range
+    if gsd is not None and not low <= gsd <= high:
+        return f"{cls.name}: valid from {low:g} to {high:g} m GSD, not {gsd:g} m"
+    return None
+
+
+def choose(band_count: int, has_rgb: bool, gsd: float | None) -> str:
+    """The best detector valid for the data: highest ``rank`` among those :func:`valid_for` accepts.
+
+    ``cva`` works on any bands at any GSD, so there is always an answer.
+    """
+    candidates = [get(name) for name in names()]
+    valid = [cls for cls in candidates if valid_for(cls, band_count, has_rgb, gsd) is None]
+    return max(valid, key=lambda cls: (cls.rank, cls.name)).name
+
+
+def resolve(name: str, band_count: int, has_rgb: bool, gsd: float | None) -> str:
+    """NAME itself, or :func:`choose`'s pick when NAME is ``auto``.
+
+    Raises:
+        UnknownName: If NAME is neither ``auto`` nor registered.
+    """
+    return choose(band_count, has_rgb, gsd) if name == AUTO else get(name).name
