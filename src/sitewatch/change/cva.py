@@ -76,7 +76,6 @@ class Cva(ChangeDetector):
         self.settings = settings or CvaSettings()
         self._fitted: _Fitted | None = None
 
-
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, gsd: float | None) -> None:
         """Per-band robust statistics of each date, then the noise-level threshold of the magnitude."""
         self._fitted = _Fitted(_band_stats(before, valid), _band_stats(after, valid), math.inf)

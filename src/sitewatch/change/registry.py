@@ -47,10 +47,14 @@ def get(name: str) -> type[ChangeDetector]:
     """The detector class registered as NAME.
 
     Raises:
-        UnknownName: If there is none; the message lists the known names.
+        UnknownName: If there is none (the message lists the known names), or its module cannot be
+            imported in this install.
     """
     if name not in _DETECTORS and name in BUILTIN:
-        importlib.import_module(BUILTIN[name])
+        try:
+            importlib.import_module(BUILTIN[name])
+        except ImportError as exc:
+            raise UnknownName(f"change detector {name!r} is not installed ({exc})") from exc
     if name not in _DETECTORS:
         raise UnknownName(f"no change detector {name!r}; known: {', '.join(names())}")
     return _DETECTORS[name]
@@ -61,9 +65,14 @@ def names() -> list[str]:
     return sorted(_DETECTORS.keys() | BUILTIN.keys())
 
 
-def valid_for(cls: type[ChangeDetector], band_count: int, has_rgb: bool, gsd: float | None) -> str | None:
-    """Why CLS cannot run on BAND_COUNT bands (HAS_RGB: red, green and blue are known) at GSD, or ``None``."""
-    if not cls.available():
+def valid_for(
+    cls: type[ChangeDetector], band_count: int, has_rgb: bool, gsd: float | None, *, installed: bool = True
+) -> str | None:
+    """Why CLS cannot run on BAND_COUNT bands (HAS_RGB: red, green and blue are known) at GSD, or ``None``.
+
+    INSTALLED=False skips the test for the shipped model (a detector given another model folder).
+    """
+    if installed and not cls.available():
         return f"{cls.name}: its model is not installed"
     if cls.bands == "rgb" and not has_rgb:
         return f"{cls.name}: needs red, green and blue bands ({band_count} band(s) without a known RGB)"
@@ -78,7 +87,12 @@ def choose(band_count: int, has_rgb: bool, gsd: float | None) -> str:
 
     ``cva`` works on any bands at any GSD, so there is always an answer.
     """
-    candidates = [get(name) for name in names()]
+    candidates = []
+    for name in names():
+        try:
+            candidates.append(get(name))
+        except UnknownName:
+            continue  # a detector whose module this install lacks is simply not a candidate
     valid = [cls for cls in candidates if valid_for(cls, band_count, has_rgb, gsd) is None]
     return max(valid, key=lambda cls: (cls.rank, cls.name)).name
 

@@ -17,6 +17,7 @@ MODULES: tuple[str, ...] = (
     "sitewatch.cli.report",
     "sitewatch.cli.eval",
     "sitewatch.cli.demo",
+    "sitewatch.cli.models",
 )
 
 
