@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
+from rasterio.enums import ColorInterp
 from scipy import ndimage
 from shapely.geometry import box
 
 from sitewatch.change import ChangeDetector, ChangeResult, Cva, compare, load_pair, registry, vectorize
+from sitewatch.change.compare import detect_pair
 from sitewatch.change.registry import RegistryError
+from sitewatch.change.registry import get as detector_class
 from sitewatch.errors import GsdEstimatedWarning, InputError, RasterRefused, UnknownName
-from sitewatch.io.bands import read_band_folder
+from sitewatch.io.bands import read_band_folder, rgb_indices
 from tests.conftest import UTM_GRID, write_tif
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -49,9 +54,15 @@ def test_detector_finds_new_block(
     name: str, gsd: float | None, block_pair: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     before, after, truth = block_pair
+    try:
+        cls = detector_class(name)
+    except UnknownName as exc:
+        pytest.skip(str(exc))
+    if not cls.available():
+        pytest.skip(f"{name}: its model is not installed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GsdEstimatedWarning)
-        result = registry.get(name)().detect(before, after, None, gsd)
+        result = cls().detect(before, after, None, gsd)
     assert result.mask.dtype == bool and result.mask.shape == truth.shape
     assert result.probability.dtype == np.float32
     assert result.probability.min() >= 0.0 and result.probability.max() <= 1.0
@@ -178,7 +189,7 @@ def test_product_polygons_on_a_georeferenced_pair(tmp_path: Path) -> None:
     before, after, _ = _block_scene()
     write_tif(tmp_path / "b.tif", _u8(before), **UTM_GRID)
     write_tif(tmp_path / "a.tif", _u8(after), **UTM_GRID)
-    product = compare(tmp_path / "b.tif", tmp_path / "a.tif")
+    product = compare(tmp_path / "b.tif", tmp_path / "a.tif", detector="cva")
     (polygon,) = product.polygons()
     assert polygon.kind == "appeared"
     assert polygon.area_m2 == pytest.approx(100.0, rel=0.15)  # 20x20 px at 0.5 m
@@ -295,3 +306,165 @@ def test_band_folder_against_rgb_file_uses_rgb_bands(tmp_path: Path) -> None:
     pair = load_pair(folder, rgb, align=False)
     assert pair.before.shape == pair.after.shape == (3, 20, 20)
     assert pair.gsd == pytest.approx(10.0)
+
+
+def test_band_folder_of_thirteen_bands_keeps_them_all_and_knows_rgb(tmp_path: Path) -> None:
+    names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+    sizes = {n: 20 if n in ("B02", "B03", "B04", "B08") else 4 if n in ("B01", "B09", "B10") else 10 for n in names}
+    before = _band_folder(tmp_path / "imgs_1", sizes)
+    pair = load_pair(before, before, align=False)
+    assert pair.before.shape == (13, 20, 20) and pair.band_names == names
+    assert pair.rgb == (3, 2, 1)
+
+
+# --- bands: where red, green and blue are ---------------------------------------------------------
+
+_CI = ColorInterp
+
+
+@pytest.mark.parametrize(
+    ("names", "interp", "count", "expected"),
+    [
+        (("B02", "B03", "B04", "B08"), (), 4, (2, 1, 0)),  # Sentinel-2 band names
+        (("b04", "B03", " b02 "), (), 3, (0, 1, 2)),
+        (("nir", "Red", "GREEN", "blue"), (), 4, (1, 2, 3)),  # descriptions, STAC common names
+        (("B08", "B04", "B03"), (), 3, None),  # false colour: named, and blue is not among them
+        (("B4", "B3", "B2"), (), 3, None),  # Landsat numbering: red is B4 on 8-9 but B3 on 4-7
+        ((), (_CI.blue, _CI.green, _CI.red), 3, (2, 1, 0)),  # GDAL colour interpretation
+        ((None, None, None, None), (_CI.red, _CI.green, _CI.blue, _CI.undefined), 4, (0, 1, 2)),
+        ((), (_CI.nir, _CI.red, _CI.green), 3, None),
+        ((), (_CI.gray, _CI.undefined, _CI.undefined), 3, (0, 1, 2)),  # three plain bands: RGB
+        (("", "", ""), (), 3, (0, 1, 2)),
+        ((), (_CI.gray,) + (_CI.undefined,) * 3, 4, None),  # four plain bands: not guessed
+        ((), (), 5, None),
+        ((), (_CI.gray,), 1, None),
+        (("red", "red", "green", "blue"), (), 4, None),  # ambiguous names
+    ],
+)
+def test_rgb_indices(
+    names: tuple[str | None, ...], interp: tuple[ColorInterp, ...], count: int, expected: tuple[int, int, int] | None
+) -> None:
+    assert rgb_indices(names, interp, count) == expected
+
+
+def test_load_pair_finds_rgb_of_a_described_sentinel2_stack(tmp_path: Path) -> None:
+    """A 4-band B02/B03/B04/B08 GeoTIFF with band descriptions keeps its 4 bands and knows its RGB."""
+    data = (texture(4, 32, 32, seed=12) * 30).astype(np.uint16)
+    path = write_tif(tmp_path / "s2.tif", data, crs="EPSG:32631", transform=Affine(10, 0, 5e5, 0, -10, 5.4e6))
+    with rasterio.open(path, "r+") as dst:
+        dst.descriptions = ("B02", "B03", "B04", "B08")
+    pair = load_pair(path, path, align=False)
+    assert pair.band_count == 4 and pair.rgb == (2, 1, 0) and pair.dtype == "uint16"
+    assert pair.band_names == ("B02", "B03", "B04", "B08")
+    plain = write_tif(tmp_path / "plain.tif", data)
+    assert load_pair(plain, plain, gsd=10.0, align=False).rgb is None
+
+
+def test_as_rgb_puts_wide_data_on_the_8_bit_scale() -> None:
+    """12-bit data in uint16 reaches an RGB detector as its 8-bit twin does; 8-bit data as stored."""
+    from sitewatch.change.pair import ImagePair
+
+    eight = texture(4, 40, 40, seed=13)  # 20..200
+    valid = np.ones((40, 40), dtype=bool)
+    rgb = ImagePair(eight, eight, valid, None, 1.0, None, "uint8", (), (2, 1, 0)).as_rgb()
+    assert rgb.rgb == (0, 1, 2) and rgb.band_names == ("red", "green", "blue")
+    assert np.array_equal(rgb.before, eight[[2, 1, 0]])
+    twelve = ImagePair(eight * 16, eight * 16, valid, None, 1.0, None, "uint16", (), (2, 1, 0)).as_rgb()
+    assert twelve.dtype == "uint8" and twelve.before.max() == 255.0
+    assert np.percentile(twelve.before, 99.8) == pytest.approx(255.0, abs=2.0)
+    _assert_scaled(twelve.before, eight[[2, 1, 0]])
+    with pytest.raises(ValueError, match="not known"):
+        ImagePair(eight, eight, valid, None, 1.0, None, "uint8").as_rgb()
+
+
+def _assert_scaled(scaled: np.ndarray, original: np.ndarray) -> None:
+    """SCALED is ORIGINAL times one gain, clipped at 255."""
+    kept = scaled < 255.0
+    assert kept.mean() > 0.99
+    gain = scaled[kept] / original[kept]
+    assert gain == pytest.approx(np.full(gain.shape, gain[0]), rel=1e-5)
+
+
+# --- auto: the best detector valid for the data -------------------------------------------------------
+
+
+class _RgbOnly(ChangeDetector):
+    """A high-ranked detector that reads RGB only; it records what it was given."""
+
+    name = "rgb-only"
+    description = "test double"
+    bands = "rgb"
+    rank = 1000
+    seen: ClassVar[list[np.ndarray]] = []
+
+    def score(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, gsd: float | None) -> np.ndarray:
+        self.seen.append(before)
+        return (np.abs(after - before).mean(axis=0) > 40).astype(np.float32)
+
+
+class _NotInstalled(_RgbOnly):
+    name = "not-installed"
+    bands = "any"
+    rank = 2000
+
+    @classmethod
+    def available(cls) -> bool:
+        return False
+
+
+@pytest.fixture
+def only_test_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry holds cva and the test doubles only, whatever other detectors are installed."""
+    monkeypatch.setattr(registry, "BUILTIN", {"cva": "sitewatch.change.cva"})
+    detectors = {"cva": Cva, "rgb-only": _RgbOnly, "not-installed": _NotInstalled}
+    monkeypatch.setattr(registry, "_DETECTORS", detectors)
+    _RgbOnly.seen.clear()
+
+
+def _pair_files(tmp_path: Path, bands: int, **profile: object) -> tuple[Path, Path]:
+    """A pair with a bright new 20x20 block, as 12-bit data in uint16 (so no band reads as alpha)."""
+    before = texture(bands, 64, 64, seed=14)
+    after = noisy(before, 15)
+    after[:, 20:40, 20:40] = 250.0
+    return (
+        write_tif(tmp_path / "before.tif", (before * 16).astype(np.uint16), **profile),
+        write_tif(tmp_path / "after.tif", (np.clip(after, 0, 255) * 16).astype(np.uint16), **profile),
+    )
+
+
+@pytest.mark.usefixtures("only_test_detectors")
+@pytest.mark.parametrize(("bands", "expected"), [(1, "cva"), (3, "rgb-only"), (4, "cva"), (5, "cva")])
+def test_auto_picks_the_best_valid_available_detector(tmp_path: Path, bands: int, expected: str) -> None:
+    """RGB known (three plain bands): the highest-ranked available detector; else one reading any bands."""
+    product = compare(*_pair_files(tmp_path, bands), gsd=1.0, align=False)
+    assert product.detector == expected
+    assert product.mask[24:36, 24:36].all() and not product.mask[:10].any()
+
+
+@pytest.mark.usefixtures("only_test_detectors")
+def test_auto_on_a_thirteen_band_folder_gives_the_rgb_detector_red_green_blue(tmp_path: Path) -> None:
+    names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+    folder = _band_folder(tmp_path / "imgs_1", dict.fromkeys(names, 20))
+    product = compare(folder, folder, align=False)
+    assert product.detector == "rgb-only" and product.pair.band_count == 13
+    (seen,) = _RgbOnly.seen
+    assert seen.shape == (3, 20, 20)
+    _assert_scaled(seen, read_band_folder(folder).data[[3, 2, 1]])  # B04, B03, B02 on the 8-bit scale
+
+
+@pytest.mark.usefixtures("only_test_detectors")
+def test_an_rgb_detector_named_on_data_without_rgb_is_a_clear_error(tmp_path: Path) -> None:
+    before, after = _pair_files(tmp_path, 1)
+    with pytest.raises(InputError, match=r"--detector: rgb-only: needs red, green and blue bands \(1 band"):
+        compare(before, after, detector="rgb-only", gsd=1.0, align=False)
+    with pytest.raises(InputError, match="not-installed: its model is not installed"):
+        compare(before, after, detector="not-installed", gsd=1.0, align=False)
+    assert compare(before, after, detector="cva", gsd=1.0, align=False).detector == "cva"
+    pair = load_pair(before, after, gsd=1.0, align=False)
+    assert detect_pair(pair, Cva()).detector == "cva"  # an instance runs as it is
+
+
+def test_a_missing_detector_module_is_reported_as_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.BUILTIN, "ghost", "sitewatch.change.ghost_that_is_not_there")
+    with pytest.raises(UnknownName, match="change detector 'ghost' is not installed"):
+        detector_class("ghost")

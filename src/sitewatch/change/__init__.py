@@ -1,8 +1,9 @@
 """Change detection: what differs between two images of a place, as a mask, probability and polygons.
 
-``compare()`` loads a pair and runs a detector (what the CLI, ``eval`` and ``analyze`` share);
-``vectorize()`` turns a detector's result into typed polygons. Detectors are small named classes
-in ``registry`` (``get_detector(name)``), so a new method is one new file.
+``compare()`` loads a pair and runs a detector (what the CLI, ``eval`` and ``analyze`` share), by
+default ``auto``: the best one valid for the pair's bands and GSD; ``vectorize()`` turns a
+detector's result into typed polygons. Detectors are small named classes in ``registry``
+(``get_detector(name)``), so a new method is one new file.
 
 Every CLI start imports this package (for ``--detector`` help), so it must stay light: the
 modules imported here defer NumPy and the geospatial stack to their functions, and the detector

@@ -1,8 +1,9 @@
 """``compare()``: the one library call behind ``sitewatch change`` and ``sitewatch eval change``.
 
-Load the pair, run a registered detector, and return the mask and probability with what the
-contract's ``--json`` reports. The writers put each file beside its target and rename it at the
-end, so a failure never leaves a partial product behind.
+Load the pair, pick the detector (``auto``: the best valid one for the pair's bands and GSD), run
+it, and return the mask and probability with what the contract's ``--json`` reports. The writers
+put each file beside its target and rename it at the end, so a failure never leaves a partial
+product behind.
 
 NumPy, rasterio, Pillow and the pair loader are imported inside the functions: the package imports
 this module at every CLI start (for ``--help``), which must stay fast.
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sitewatch.change import registry
-from sitewatch.change.base import ChangeResult
+from sitewatch.change.base import ChangeDetector, ChangeResult
 from sitewatch.change.vectorize import ChangePolygon, vectorize
+from sitewatch.errors import InputError
 from sitewatch.io.files import atomic_path
 from sitewatch.settings import DEFAULT_LIMITS, Limits
 
@@ -83,7 +85,7 @@ class ChangeProduct:
 def compare(
     before: str | Path,
     after: str | Path,
-    detector: str = "cva",
+    detector: str = registry.AUTO,
     gsd: float | None = None,
     align: bool = True,
     limits: Limits = DEFAULT_LIMITS,
@@ -93,42 +95,69 @@ def compare(
     Args:
         before: raster file or Sentinel-2 band folder; its grid is the product's grid.
         after: raster file or Sentinel-2 band folder.
-        detector: a name from :func:`sitewatch.change.registry.names`.
+        detector: ``auto`` or a name from :func:`sitewatch.change.registry.names`.
         gsd: metres per pixel for plain images (a georeference takes precedence).
         align: apply the global sub-pixel alignment of :func:`load_pair`.
         limits: size limits for every file read.
 
     Raises:
-        UnknownName: If no detector has that name.
-        InputError: If an input is missing, refused or does not match the other.
+        UnknownName: If no detector has that name, or its module is not installed.
+        InputError: If an input is missing, refused or does not match the other, or the named
+            detector cannot run on this pair (see :func:`detect_pair`).
     """
 
     from sitewatch.change.pair import load_pair
 
-    registry.get(detector)  # before any reading: a typo fails at once
+    if detector != registry.AUTO:
+        registry.get(detector)  # before any reading: a typo fails at once
     start = time.perf_counter()
     pair = load_pair(Path(before), Path(after), gsd=gsd, align=align, limits=limits)
     return detect_pair(pair, detector, started=start)
 
 
-def detect_pair(pair: ImagePair, detector: str = "cva", *, started: float | None = None) -> ChangeProduct:
+def detect_pair(
+    pair: ImagePair, detector: str | ChangeDetector = registry.AUTO, *, started: float | None = None
+) -> ChangeProduct:
     """Run DETECTOR on a prepared PAIR (see :func:`sitewatch.change.pair.prepare`).
 
-    STARTED (a ``time.perf_counter()`` value) lets the product's time include reading the pair.
+    DETECTOR is ``auto`` (resolved for the pair's bands and GSD), a registered name, or an instance
+    (a learned detector holding a particular model, as ``sitewatch eval change --models`` uses). A
+    detector that reads RGB gets :meth:`ImagePair.as_rgb`. STARTED (a ``time.perf_counter()``
+    value) lets the product's time include reading the pair.
+
+    Raises:
+        UnknownName: If no detector has that name, or its module is not installed.
+        InputError: If the detector cannot run on the pair (:func:`refusal`), or a named one's model
+            is not installed.
     """
     import numpy as np
 
-    cls = registry.get(detector)
     start = time.perf_counter() if started is None else started
-    result = cls().detect(pair.before, pair.after, pair.valid, pair.gsd)
+    if isinstance(detector, str):
+        cls = registry.get(registry.resolve(detector, pair.band_count, pair.rgb is not None, pair.gsd))
+        reason = registry.valid_for(cls, pair.band_count, pair.rgb is not None, pair.gsd)
+        if reason is not None:
+            raise InputError("--detector", reason)
+        instance = cls()
+    else:
+        instance, reason = detector, refusal(detector, pair)
+        if reason is not None:
+            raise InputError("--detector", reason)
+    seen = pair.as_rgb() if instance.bands == "rgb" else pair
+    result = instance.detect(seen.before, seen.after, seen.valid, seen.gsd)
     seconds = time.perf_counter() - start
     return ChangeProduct(
         mask=result.mask.astype(bool),
         probability=np.clip(result.probability, 0.0, 1.0).astype(np.float32),
-        detector=cls.name,
+        detector=instance.name,
         seconds=seconds,
         pair=pair,
     )
+
+
+def refusal(detector: ChangeDetector, pair: ImagePair) -> str | None:
+    """Why the DETECTOR instance cannot run on PAIR, or ``None``: an instance has loaded its model."""
+    return registry.valid_for(type(detector), pair.band_count, pair.rgb is not None, pair.gsd, installed=False)
 
 
 def write_mask_png(mask: np.ndarray, path: str | Path) -> None:

@@ -3,14 +3,22 @@
 * Either image is any raster ``open_raster`` accepts, or a Sentinel-2 band folder (OSCD layout).
 * Both georeferenced: AFTER is reprojected onto BEFORE's grid (bilinear), with a valid mask for the
   pixels AFTER does not cover. Otherwise they must have the same size.
+* Any number of bands, any integer or float type: values stay as stored (float32), because the
+  detectors that read any bands standardise each band themselves; 8-, 12- and 16-bit data differ
+  only in scale. Detectors that read RGB get it through :meth:`ImagePair.as_rgb`, on the 8-bit scale.
+* Where red, green and blue are is found once, from band names, colour interpretation or three plain
+  bands (:func:`sitewatch.io.bands.rgb_indices`), and kept as :attr:`ImagePair.rgb`.
 * Bands are reconciled: equal band counts are kept as they are; otherwise both are reduced to a
   common representation (RGB where both can give it, else luminance).
+* An image with no valid pixel (all no-data) is refused: an all-unchanged mask would claim that
+  nothing changed where nothing was seen. No-data pixels of a usable image are reported unchanged.
 * Then the pair is treated as the pipeline treats observations (:func:`prepare`): AFTER is
   co-registered onto BEFORE (``sitewatch.align``) and saturated pixels are left out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -20,7 +28,7 @@ import numpy as np
 from rasterio.enums import ColorInterp
 
 from sitewatch.errors import InputError, NoOverlapError
-from sitewatch.io.bands import read_band_folder
+from sitewatch.io.bands import read_band_folder, rgb_indices
 from sitewatch.io.raster import Georef, check_same_size, georef_of, gsd_of, open_raster, reproject_onto
 from sitewatch.settings import DEFAULT_LIMITS, Limits
 
@@ -28,7 +36,10 @@ log = logging.getLogger(__name__)
 
 #: ITU-R BT.601 luma weights for R, G, B.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-_S2_RGB = ("B04", "B03", "B02")
+#: :meth:`ImagePair.as_rgb` maps this percentile of wider-than-8-bit RGB to 255: robust to a few
+#: hot pixels, and the same rule for 12-bit, 16-bit, reflectance and float data.
+_WHITE_PERCENTILE = 99.8
+_RGB = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,8 @@ class ImagePair:
         gsd: metres per pixel (from the georeference, else as given), or ``None`` when unknown.
         shift: ``(dx, dy)`` pixels applied to AFTER by alignment, or ``None`` when none was applied.
         dtype: BEFORE's dtype as stored (``uint8``, ``uint16``, ...), for the masks' value scale.
-        band_names: the bands' names where known (band folders), else empty.
+        band_names: the bands' names where known (band folders, band descriptions), else empty.
+        rgb: indices of red, green and blue among the bands, or ``None`` when not known.
     """
 
     before: np.ndarray
@@ -54,6 +66,12 @@ class ImagePair:
     shift: tuple[float, float] | None
     dtype: str = "float32"
     band_names: tuple[str, ...] = ()
+    rgb: tuple[int, int, int] | None = None
+
+    @property
+    def band_count(self) -> int:
+        """Bands of each image."""
+        return int(self.before.shape[0])
 
     @property
     def height(self) -> int:
@@ -65,14 +83,37 @@ class ImagePair:
         """Columns of BEFORE's grid."""
         return int(self.before.shape[2])
 
+    def as_rgb(self) -> ImagePair:
+        """The pair as red, green, blue on the 8-bit scale (0-255), for detectors that read RGB.
+
+        8-bit data is kept as stored; wider data is scaled by one gain for both dates and all three
+        bands (the :data:`_WHITE_PERCENTILE` of their valid pixels becomes 255), which keeps the
+        colour balance and the change between dates.
+
+        Raises:
+            ValueError: If :attr:`rgb` is unknown (``registry.valid_for`` says so before this is called).
+        """
+        if self.rgb is None:
+            raise ValueError("the pair's red, green and blue bands are not known")
+        before, after = self.before[list(self.rgb)], self.after[list(self.rgb)]
+        if self.dtype != "uint8":
+            values = np.concatenate([before[:, self.valid], after[:, self.valid]], axis=None)
+            white = float(np.percentile(values, _WHITE_PERCENTILE)) if values.size else 0.0
+            gain = np.float32(255.0 / white) if white > 0 else np.float32(1.0)
+            before, after = (np.clip(image * gain, 0.0, 255.0).astype(np.float32) for image in (before, after))
+        return dataclasses.replace(
+            self, before=before, after=after, dtype="uint8", band_names=("red", "green", "blue"), rgb=_RGB
+        )
+
 
 @dataclass(frozen=True)
 class _Image:
     data: np.ndarray  # float32 (bands, rows, cols)
     valid: np.ndarray  # bool (rows, cols)
     georef: Georef | None
-    band_names: tuple[str, ...] | None  # known only for band folders
-    dtype: str = "float32"  # as stored in the file
+    band_names: tuple[str, ...]  # empty when the file names no band
+    rgb: tuple[int, int, int] | None
+    dtype: str  # as stored in the file
 
 
 def load_pair(
@@ -101,8 +142,8 @@ def read_pair(
         limits: size limits for every file read.
 
     Raises:
-        InputError: If a file is missing or refused, the sizes differ without georeferences, the
-            footprints do not overlap, or GSD is not a positive number.
+        InputError: If a file is missing or refused, an image has no valid pixel, the sizes differ
+            without georeferences, the footprints do not overlap, or GSD is not a positive number.
     """
     if gsd is not None and not (math.isfinite(gsd) and gsd > 0):
         raise InputError("--gsd", f"must be a positive number of metres, got {gsd!r}")
@@ -112,14 +153,13 @@ def read_pair(
         b = _onto_grid(b, b.georef, a.georef, a.data.shape[1:], after)
     else:
         check_same_size(before, a.data, after, b.data)
-    before_data, after_data = _common_bands(a, b)
+    a, b = _common_bands(a, b)
     valid = a.valid & b.valid
     if not valid.any():
         raise NoOverlapError(after, f"has no valid pixel in common with {before.name}")
     if a.georef is not None:
         gsd = gsd_of(a.georef, a.data.shape[2], a.data.shape[1])
-    names = a.band_names if a.band_names is not None and len(a.band_names) == before_data.shape[0] else ()
-    return ImagePair(before_data, after_data, valid, a.georef, gsd, None, a.dtype, tuple(names or ()))
+    return ImagePair(a.data, b.data, valid, a.georef, gsd, None, a.dtype, a.band_names, a.rgb)
 
 
 def prepare(pair: ImagePair, *, align: bool = True) -> ImagePair:
@@ -149,15 +189,29 @@ def prepare(pair: ImagePair, *, align: bool = True) -> ImagePair:
     for image in (pair.before, after):
         quality = quality_masks(image, valid, dtype=pair.dtype, band_names=pair.band_names, gsd=pair.gsd)
         valid = valid & ~quality.saturated
-    return ImagePair(pair.before, after, valid, pair.georef, pair.gsd, shift, pair.dtype, pair.band_names)
+    return dataclasses.replace(pair, after=after, valid=valid, shift=shift)
 
 
 def _read(path: Path, limits: Limits) -> _Image:
-    """One image as float32 with its valid mask (nodata, alpha and NaN are invalid)."""
+    """One image as float32 with its valid mask (nodata, alpha and NaN are invalid).
+
+    Raises:
+        InputError: If the image has no valid pixel.
+    """
     if path.is_dir():
         stack = read_band_folder(path, limits)
         valid = np.isfinite(stack.data).all(axis=0)
-        return _Image(stack.data, valid, stack.georef, stack.names, "uint16")
+        rgb = rgb_indices(stack.names, (), len(stack.names))
+        image = _Image(stack.data, valid, stack.georef, stack.names, rgb, "uint16")
+    else:
+        image = _read_file(path, limits)
+    if not image.valid.any():
+        raise InputError(path, "has no valid pixel (all no-data)")
+    return image
+
+
+def _read_file(path: Path, limits: Limits) -> _Image:
+    """A raster file's bands, alpha left out and a palette expanded to RGB."""
     with open_raster(path, limits) as src:
         georef = georef_of(src, path)
         # The dataset mask joins nodata, alpha and internal masks, which read_array would lose.
@@ -169,12 +223,18 @@ def _read(path: Path, limits: Limits) -> _Image:
             for index, rgba in colormap.items():
                 table[index] = rgba[:3]
             data = np.moveaxis(table[indices], -1, 0)
+            names: tuple[str, ...] = ()
+            rgb: tuple[int, int, int] | None = _RGB
+            dtype = "uint8"
         else:
             indexes = [i + 1 for i, ci in enumerate(interp) if ci != ColorInterp.alpha] or [1]
             data = src.read(indexes).astype(np.float32)
-        dtype = "uint8" if src.count == 1 and interp[0] == ColorInterp.palette else src.dtypes[0]
+            descriptions = [src.descriptions[i - 1] or "" for i in indexes]
+            names = tuple(descriptions) if any(descriptions) else ()
+            rgb = rgb_indices(descriptions, [interp[i - 1] for i in indexes], len(indexes))
+            dtype = src.dtypes[0]
     finite = np.isfinite(data).all(axis=0)
-    return _Image(np.where(finite, data, 0.0).astype(np.float32), valid & finite, georef, None, dtype)
+    return _Image(np.where(finite, data, 0.0).astype(np.float32), valid & finite, georef, names, rgb, dtype)
 
 
 def _onto_grid(image: _Image, own: Georef, grid: Georef, shape: tuple[int, ...], path: Path) -> _Image:
@@ -186,32 +246,32 @@ def _onto_grid(image: _Image, own: Georef, grid: Georef, shape: tuple[int, ...],
     covered = reproject_onto(image.valid.astype(np.uint8), own, grid, target, nearest=True)
     if not covered.any():
         raise NoOverlapError(path, "does not overlap BEFORE's footprint")
-    return _Image(data, covered > 0, grid, image.band_names)
+    return dataclasses.replace(image, data=data, valid=covered > 0, georef=grid)
 
 
-def _common_bands(a: _Image, b: _Image) -> tuple[np.ndarray, np.ndarray]:
-    """Equal band counts as they are; else RGB where both can give it, else luminance of each."""
-    if a.data.shape[0] == b.data.shape[0]:
-        return a.data, b.data
-    rgb_a, rgb_b = _rgb(a), _rgb(b)
-    if rgb_a is not None and rgb_b is not None:
-        return rgb_a, rgb_b
+def _common_bands(a: _Image, b: _Image) -> tuple[_Image, _Image]:
+    """Both images on bands they share, with what is known of them.
+
+    Equal band counts are kept as they are (band i of BEFORE is band i of AFTER), unless both say
+    where their RGB is and disagree; otherwise RGB where both can give it, else luminance of each.
+    """
+    if a.data.shape[0] == b.data.shape[0] and (a.rgb is None or b.rgb is None or a.rgb == b.rgb):
+        rgb = a.rgb or b.rgb
+        names = a.band_names or b.band_names
+        return dataclasses.replace(a, band_names=names, rgb=rgb), dataclasses.replace(b, band_names=names, rgb=rgb)
+    if a.rgb is not None and b.rgb is not None:
+        return _as_rgb(a, a.rgb), _as_rgb(b, b.rgb)
     return _luminance(a), _luminance(b)
 
 
-def _rgb(image: _Image) -> np.ndarray | None:
-    """The image as R, G, B: three bands are taken to be RGB; band folders give B04, B03, B02."""
-    if image.band_names is not None and all(n in image.band_names for n in _S2_RGB):
-        return image.data[[image.band_names.index(n) for n in _S2_RGB]]
-    if image.band_names is None and image.data.shape[0] == 3:
-        return image.data
-    return None
+def _as_rgb(image: _Image, rgb: tuple[int, int, int]) -> _Image:
+    return dataclasses.replace(image, data=image.data[list(rgb)], band_names=("red", "green", "blue"), rgb=_RGB)
 
 
-def _luminance(image: _Image) -> np.ndarray:
-    """One band: BT.601 luma of RGB, else the mean of the bands."""
-    rgb = _rgb(image)
-    if rgb is not None:
-        return np.tensordot(_LUMA, rgb, axes=1)[np.newaxis].astype(np.float32)
-    mean: np.ndarray = image.data.mean(axis=0, keepdims=True, dtype=np.float32)
-    return mean
+def _luminance(image: _Image) -> _Image:
+    """One band: BT.601 luma of RGB where it is known, else the mean of the bands."""
+    if image.rgb is not None:
+        data = np.tensordot(_LUMA, image.data[list(image.rgb)], axes=1)[np.newaxis].astype(np.float32)
+    else:
+        data = image.data.mean(axis=0, keepdims=True, dtype=np.float32)
+    return dataclasses.replace(image, data=data, band_names=(), rgb=None)

@@ -11,7 +11,10 @@ from sitewatch.change import registry
 from sitewatch.cli.common import JsonOption, NoAlignOption, print_json
 
 #: Listed in ``--detector`` help; names only, so no detector module is imported to build it.
-DETECTOR_HELP = f"Change detector: {', '.join(registry.names())}."
+DETECTOR_HELP = (
+    f"Change detector: {registry.AUTO} (the best one valid for the pair's bands and GSD) or one of "
+    f"{', '.join(registry.names())}."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +29,7 @@ def change(
         Path,
         typer.Option("--output", "-o", help="MASK.png to write: 8-bit, BEFORE's size, 255 = changed, 0 = not."),
     ],
-    detector: Annotated[str, typer.Option("--detector", help=DETECTOR_HELP)] = "cva",
+    detector: Annotated[str, typer.Option("--detector", help=DETECTOR_HELP)] = registry.AUTO,
     gsd: Annotated[
         float | None, typer.Option("--gsd", help="Metres per pixel, for images without a georeference.")
     ] = None,

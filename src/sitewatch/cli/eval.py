@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sitewatch.change import registry
 from sitewatch.cli.common import JsonOption, NoAlignOption, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from sitewatch.eval.change import Score, Skipped
 
 eval_app = typer.Typer(
     name="eval",
@@ -26,10 +30,11 @@ def register(app: typer.Typer) -> None:
 @eval_app.command("change")
 def change(
     dataset: Annotated[
-        Path,
+        list[Path],
         typer.Option(
             "--dataset",
-            help="Folder searched at any depth for LEVIR-CD, SZTAKI and OSCD layouts.",
+            help="Folder searched at any depth for LEVIR-CD, SZTAKI and OSCD layouts; one split each "
+            "(repeat for several).",
             show_default=False,
         ),
     ],
@@ -38,6 +43,15 @@ def change(
         typer.Option(
             "--detector",
             help=f"Detector to score (repeat for several; default all: {', '.join(registry.names())}).",
+            show_default=False,
+        ),
+    ] = None,
+    models: Annotated[
+        Path | None,
+        typer.Option(
+            "--models",
+            help="Folder of fold model folders (fold0/, fold1/, ...): learned detectors score each pair "
+            "with a fold model whose trained_on excludes it (held-out figures).",
             show_default=False,
         ),
     ] = None,
@@ -52,17 +66,18 @@ def change(
         ),
     ] = 0.0,
     as_json: JsonOption = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (for a README).")] = False,
 ) -> None:
-    """Pixel precision, recall, F1 and IoU of the changed class, TP/FP/FN summed per dataset."""
-    from rich.console import Console
-    from rich.table import Table
+    """Pixel and object precision, recall and F1 of the changed class, summed per dataset, with how
+    each figure was obtained (training-free, held-out or in-sample)."""
+    from sitewatch.eval.change import PairDone, check_detectors, evaluate, find_pairs, fold_folders
 
-    from sitewatch.eval.change import PairDone, evaluate, find_pairs
-
-    pairs = find_pairs(dataset)  # before the progress bar, so an error is the only output
-    names = detector or registry.names()
-    for name in names:
-        registry.get(name)
+    if as_json and markdown:
+        raise typer.BadParameter("choose one of --json and --markdown", param_hint="--markdown")
+    pairs = [p for root in dataset for p in find_pairs(root)]  # before the progress bar: errors come alone
+    names = check_detectors(detector)
+    if models is not None:
+        fold_folders(models)
     # Every pair would repeat the same warning (say, "GSD unknown"): show each one once.
     with progress_bar() as bar, warnings.catch_warnings(record=True) as caught:
         task = bar.add_task("eval change", total=None)
@@ -70,29 +85,98 @@ def change(
         def advance(event: PairDone) -> None:
             bar.update(task, completed=event.done, total=event.total, description=event.pair.name)
 
-        scores = evaluate(pairs, names, align=not no_align, on_progress=advance, misregister_px=misregister)
+        result = evaluate(
+            pairs, names, align=not no_align, on_progress=advance, misregister_px=misregister, models=models
+        )
     for category, text in dict.fromkeys((w.category, str(w.message)) for w in caught):
         warnings.warn(text, category, stacklevel=1)
 
     if as_json:
-        print_json({"dataset": str(dataset), "scores": [s.as_dict() for s in scores]})
-        return
-    table = Table(title=f"change: {dataset}")
-    for column in ("dataset", "detector", "pairs", "precision", "recall", "F1", "IoU", "s/pair"):
-        table.add_column(column, justify="left" if column in ("dataset", "detector") else "right")
-    for score in scores:
-        row = score.as_dict()
-        table.add_row(
-            score.dataset,
-            score.detector,
-            str(score.pairs),
-            f"{score.precision:.3f}",
-            f"{score.recall:.3f}",
-            f"{score.f1:.3f}",
-            f"{score.iou:.3f}",
-            f"{row['seconds_per_pair']:.2f}",
+        print_json(
+            {
+                "datasets": [str(d) for d in dataset],
+                "scores": [s.as_dict() for s in result.scores],
+                "skipped": [s.as_dict() for s in result.skipped],
+            }
         )
-    Console().print(table)
+        return
+    header, rows = _change_table(result.scores)
+    notes = [_skipped_note(s) for s in result.skipped]
+    if markdown:
+        typer.echo("\n".join(_markdown_row(cells) for cells in [header, ["---"] * len(header), *rows]))
+        for note in notes:
+            typer.echo(f"\n{note}")
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    # Light rules, and text that folds rather than vanishes, keep every figure whole in a narrow
+    # terminal; written to a file or a pipe, the table keeps its natural width.
+    table = Table(
+        title=f"change: {', '.join(str(d) for d in dataset)}", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0)
+    )
+    for column in header:
+        if column in _TEXT_COLUMNS:
+            table.add_column(column, overflow="fold", min_width=_TEXT_COLUMNS[column])
+        else:
+            table.add_column(column, justify="right", min_width=5)  # "0.123": the header may wrap
+    for cells in rows:
+        table.add_row(*cells)
+    console = Console() if sys.stdout.isatty() else Console(width=_PIPE_WIDTH)
+    console.print(table)
+    for note in notes:
+        console.print(note, markup=False, highlight=False)
+
+
+#: Columns of ``eval change``'s table that hold words, not numbers, and the narrowest each may fold to.
+_TEXT_COLUMNS = {"dataset": 8, "detector": 6, "protocol": 8}
+#: Width of the table written to a file or a pipe: wide enough for every column unfolded.
+_PIPE_WIDTH = 200
+
+
+def _change_table(scores: list[Score]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of ``eval change``'s one table, the same for the terminal and Markdown (seconds
+    per pair, which depend on the machine, are in ``--json`` only).
+
+    A dataset is named by its layout, and by its split as well where several splits hold that layout
+    (the split's folder name, or its path where two folders share a name).
+    """
+    header = ["dataset", "detector", "pairs", "P", "R", "F1", "IoU", "obj P", "obj R", "obj F1", "protocol"]
+    splits_of: dict[str, set[str]] = {}
+    for score in scores:
+        splits_of.setdefault(score.dataset, set()).add(score.split)
+    short = {split: Path(split).name or split for split in dict.fromkeys(s.split for s in scores)}
+    split_name = short if len(set(short.values())) == len(short) else {split: split for split in short}
+    rows = []
+    for score in scores:
+        figures = (
+            score.precision,
+            score.recall,
+            score.f1,
+            score.iou,
+            score.object_precision,
+            score.object_recall,
+            score.object_f1,
+        )
+        rows.append(
+            [
+                score.dataset if len(splits_of[score.dataset]) == 1 else f"{split_name[score.split]}: {score.dataset}",
+                score.detector,
+                str(score.pairs),
+                *(f"{value:.3f}" for value in figures),
+                score.protocol,
+            ]
+        )
+    return header, rows
+
+
+def _skipped_note(skipped: Skipped) -> str:
+    return f"skipped: {skipped.reason} ({skipped.pairs} {skipped.dataset} pair(s) of {skipped.split})"
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 @eval_app.command("align")

@@ -1,17 +1,23 @@
-"""Read a Sentinel-2 band folder (the OSCD layout) as one stack on the grid of its 10 m bands.
+"""Which band is which: Sentinel-2 band folders, and where red, green and blue are in a file.
 
-Each band is a single-band GeoTIFF named ``*_B01.tif`` … ``*_B12.tif``, ``*_B8A.tif`` at its native
+A Sentinel-2 band folder (the OSCD layout) is read as one stack on the grid of its 10 m bands. Each
+band is a single-band GeoTIFF named ``*_B01.tif`` … ``*_B12.tif``, ``*_B8A.tif`` at its native
 resolution (10, 20 or 60 m). The 10 m bands fix the grid because they carry the detail change
 detection needs; coarser bands are resampled onto it once, bilinearly (they are reflectance).
+
+:func:`rgb_indices` finds red, green and blue for detectors that read RGB only; it never guesses
+where a wrong guess would feed them NIR as red.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rasterio.enums import ColorInterp
 
 from sitewatch.errors import InputError
 from sitewatch.io.raster import Georef, georef_of, open_raster, reproject_onto
@@ -36,6 +42,28 @@ S2_BANDS: tuple[str, ...] = (
 
 #: The 10 m bands, whose common grid the stack is put on.
 S2_10M_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+
+#: Band names that say red, green and blue: colour words (band descriptions, STAC ``eo:common_name``,
+#: which Landsat STAC items use too) and Sentinel-2's zero-padded numbers.
+_RGB_NAMES: tuple[frozenset[str], frozenset[str], frozenset[str]] = (
+    frozenset({"red", "b04"}),
+    frozenset({"green", "b03"}),
+    frozenset({"blue", "b02"}),
+)
+#: Names that say a band is something known, so its position must not be guessed: STAC common names
+#: and band numbers. Unpadded numbers (``B4``, ``SR_B4``) are Landsat's, whose red is band 4 on
+#: Landsat 8-9 but band 3 on Landsat 4-7, so they name a band without saying which colour it is.
+_SPECTRAL_NAME = re.compile(
+    r"(red|green|blue|coastal|yellow|pan|rededge|nir\d*|swir\d*|cirrus|lwir\d*|"
+    r"((sr|st|toa)_)?b\d{1,2}a?)",
+    re.IGNORECASE,
+)
+_SPECTRAL_INTERP = frozenset(ColorInterp) - {
+    ColorInterp.undefined,
+    ColorInterp.gray,
+    ColorInterp.alpha,
+    ColorInterp.palette,
+}
 
 _BAND_FILE = re.compile(r"_(B0[1-9]|B1[0-2]|B8A)\.tiff?$", re.IGNORECASE)
 
@@ -112,3 +140,34 @@ def _read_on_grid(path: Path, grid: Georef, shape: tuple[int, int], limits: Limi
             raise InputError(path, "band file has no georeference")
         band: np.ndarray = src.read(1).astype(np.float32)
     return reproject_onto(band, own, grid, shape)
+
+
+def rgb_indices(
+    band_names: Sequence[str | None], colorinterp: Sequence[ColorInterp], count: int
+) -> tuple[int, int, int] | None:
+    """0-based indices of red, green and blue among COUNT bands, or ``None`` when they are not known.
+
+    In order of trust: band names (descriptions, Sentinel-2 ``B04/B03/B02``, STAC common names),
+    then GDAL's colour interpretation, then three bands that neither names nor colour
+    interpretation describe, taken to be RGB as in every plain image format. Four or more such
+    bands are not guessed (blue-green-red-NIR and red-green-blue-NIR orders are both common), nor
+    are bands whose names say what they are without saying red, green and blue: callers then use
+    a detector that reads any bands.
+    """
+    names = [(name or "").strip().lower() for name in band_names[:count]]
+    by_name = _find_rgb([[i for i, n in enumerate(names) if n in wanted] for wanted in _RGB_NAMES])
+    if by_name is not None or any(_SPECTRAL_NAME.fullmatch(n) for n in names):
+        return by_name
+    interp = list(colorinterp[:count])
+    wanted_interp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    by_interp = _find_rgb([[i for i, ci in enumerate(interp) if ci == wanted] for wanted in wanted_interp])
+    if by_interp is not None or any(ci in _SPECTRAL_INTERP for ci in interp):
+        return by_interp
+    return (0, 1, 2) if count == 3 else None
+
+
+def _find_rgb(found: list[list[int]]) -> tuple[int, int, int] | None:
+    """Red, green and blue when each was found exactly once."""
+    if all(len(indices) == 1 for indices in found):
+        return found[0][0], found[1][0], found[2][0]
+    return None
