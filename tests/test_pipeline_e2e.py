@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from shapely.ops import unary_union
 
-from sitewatch.analyze import analyze_site
+from sitewatch.analyze import AnalysisResult, analyze_site
 from sitewatch.demo.build import DemoResult, build_demo
 from sitewatch.ingest.pipeline import ingest
 from sitewatch.ingest.sources import SceneSource
@@ -22,6 +23,16 @@ from tests.conftest import run_sitewatch
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     return build_demo(tmp_path_factory.mktemp("demo") / "ws", seed=7)
+
+
+@pytest.fixture(scope="module")
+def classic(demo: DemoResult, tmp_path_factory: pytest.TempPathFactory) -> AnalysisResult:
+    """The demo analysed again with the classic detector (CVA), on a copy of its workspace: the
+    time-series checks need a detector whose pair regions are known (the default may change)."""
+    root = tmp_path_factory.mktemp("classic") / "ws"
+    shutil.copytree(demo.workspace, root)
+    with Workspace.open(root) as ws:
+        return analyze_site(ws, demo.truth.name, detector="cva")
 
 
 def test_demo_ingests_every_scene_and_leaves_out_the_cloudy_one(demo: DemoResult) -> None:
@@ -39,7 +50,9 @@ def test_demo_ingests_every_scene_and_leaves_out_the_cloudy_one(demo: DemoResult
 def test_demo_events_are_found_and_dated(demo: DemoResult, kind: str) -> None:
     """Each scripted event is found in changes of its kind dated to its interval (last image without
     it, first with it); together they cover most of the events' area. The classic detector misses
-    part of a white roof on pale sand (the annex), so single events need only be found, not filled."""
+    part of a white roof on pale sand (the annex), so single events need only be found, not filled.
+    No other change that is not transient claims much of a building (its shadow and the vehicles
+    beside it may touch it: they come and go)."""
     events = [e for e in demo.truth.events if e.kind == kind]
     assert events
     covered = 0.0
@@ -52,8 +65,9 @@ def test_demo_events_are_found_and_dated(demo: DemoResult, kind: str) -> None:
         overlap = unary_union([c.geometry for c in dated]).intersection(event.polygon_utm).area
         assert overlap > 0.3 * event.polygon_utm.area, event.building
         covered += overlap
-        others = [c for c in demo.analysis.changes if c.geometry.intersects(event.polygon_utm) and c not in dated]
-        assert sum(c.area_m2 for c in others) < 0.2 * event.polygon_utm.area, event.building
+        others = [c for c in demo.analysis.changes if c.persistence != "transient" and c not in dated]
+        claimed = sum(c.geometry.intersection(event.polygon_utm).area for c in others)
+        assert claimed < 0.2 * event.polygon_utm.area, event.building
     assert covered > 0.75 * sum(e.polygon_utm.area for e in events)
 
 
@@ -118,3 +132,69 @@ def test_joplin_tornado_damage_is_outlined(datasets: Path, tmp_path: Path) -> No
     assert all(c.date_from.year == 2011 and c.date_to.month == 5 for c in result.changes)
     html = report.read_text()
     assert "2011-04-01" in html and "2011-05-24" in html and html.count("data:image/png;base64") >= 4
+
+
+@pytest.mark.parametrize("which", ["default", "classic"])
+def test_demo_buildings_are_persistent_and_dated_exactly(demo: DemoResult, classic: AnalysisResult, which: str) -> None:
+    """The expansion and the demolition are persistent, of their kind, dated to the scripted interval
+    with nothing unseen in it; persistent changes away from them are small beside them."""
+    changes = demo.analysis.changes if which == "default" else classic.changes
+    persistent = [c for c in changes if c.persistence == "persistent"]
+    for event in demo.truth.events:
+        mine = [c for c in persistent if c.geometry.intersection(event.polygon_utm).area > 0.3 * event.polygon_utm.area]
+        assert mine, event.building
+        for change in mine:
+            assert change.kind == event.kind, event.building
+            assert (change.date_from, change.date_to) == (event.date_before, event.date_after), event.building
+            assert change.unseen == () and change.persistence_reason == "held"
+    events = unary_union([e.polygon_utm for e in demo.truth.events])
+    stray = sum(c.area_m2 for c in persistent if not c.geometry.intersects(events))
+    assert stray < 0.2 * events.area
+
+
+def test_demo_vehicles_shadows_and_the_red_trailer_are_transient(demo: DemoResult, classic: AnalysisResult) -> None:
+    """With the classic detector: every pair region away from the buildings is transient or unconfirmed,
+    most are transient, and the red trailer of 7 July is one transient event that was gone by the next image."""
+    events = unary_union([e.polygon_utm for e in demo.truth.events]).buffer(3.0)
+    elsewhere = [c for c in classic.changes if not c.geometry.intersects(events)]
+    assert elsewhere and all(c.persistence in ("transient", "unconfirmed") for c in elsewhere)
+    absorbed = sum(c.attrs["pair_regions"] for c in elsewhere if c.persistence == "transient")
+    assert absorbed >= 0.75 * (classic.regions - len(demo.truth.events))
+    assert any(c.persistence_reason == "shadow" for c in elsewhere)
+    trailer = demo.truth.red_trailer.polygon_utm
+    [red] = [
+        c
+        for c in classic.changes
+        if c.date_to == demo.truth.red_trailer_date and c.geometry.intersection(trailer).area > 0.5 * trailer.area
+    ]
+    assert red.persistence == "transient" and red.attrs["pair_regions"] == 2
+    dates = demo.truth.dates
+    assert red.ended == dates[dates.index(demo.truth.red_trailer_date) + 1]
+
+
+def test_demo_cloudy_date_is_left_out_and_widens_the_first_interval(demo: DemoResult, classic: AnalysisResult) -> None:
+    cloudy = next(s.acquired for s in demo.truth.scenes if s.cloudy)
+    with Workspace.open(demo.workspace) as ws:
+        cloudy_id = next(
+            o.id for o in ws.catalog.observations(ws.catalog.site(demo.truth.name)) if o.acquired == cloudy
+        )
+    assert all(cloudy_id not in (c.before_id, c.after_id) for c in classic.changes)
+    across = [c for c in classic.changes if c.date_from < cloudy < c.date_to]
+    assert across and all(c.unseen == (cloudy,) for c in across)
+    assert all((cloudy_id, "unseen") in c.history for c in classic.changes)
+
+
+def test_demo_geojson_and_report_carry_persistence_and_dating(demo: DemoResult) -> None:
+    assert demo.analysis.geojson is not None
+    features = json.loads(demo.analysis.geojson.read_text())["features"]
+    props = [f["properties"] for f in features]
+    assert {p["persistence"] for p in props} <= {"persistent", "transient", "unconfirmed"}
+    hall = next(e for e in demo.truth.events if e.building == "new hall")
+    headline = [p for p in props if p["persistence"] == "persistent" and p["date_to"] == hall.date_after.isoformat()]
+    assert headline and all(p["date_from"] == hall.date_before.isoformat() for p in headline)
+    assert all(len(p["history"]) == len(demo.truth.scenes) for p in props)
+    assert any(p["unseen_dates"] for p in props) and any(p["ended"] for p in props)
+    html = demo.report.read_text()
+    assert "Persistent changes" in html and "<summary>Transient activity" in html
+    assert "widened: no view of it on 2024-04-02 (cloudy)" in html
+    assert html.index("Persistent changes") < html.index("Transient activity")

@@ -343,3 +343,25 @@ def test_display_bands_prefer_names(tmp_path: Path) -> None:
     grey = write_tif(tmp_path / "grey.tif", np.zeros((1, 4, 4), np.uint8), **UTM_GRID)
     with rasterio.open(grey) as src:
         assert display_bands(src) == (1,)
+
+
+def test_persistent_changes_lead_and_transient_ones_are_collapsed(tmp_path: Path) -> None:
+    """Followed changes are grouped: persistent first with their dating and history, transient activity
+    in a closed <details>; an observation in the interval that could not show the place is named."""
+    site, observations, scenes, (new, old) = records(tmp_path, images())
+    history = ((1, "before"), (2, "after"), (3, "after"))
+    followed = [
+        replace(new, persistence="persistent", persistence_reason="held", history=history),
+        replace(old, persistence="transient", persistence_reason="reverted", ended=DATES[2], history=history),
+        replace(new, id=3, before_id=1, after_id=3, date_to=DATES[2], unseen=(DATES[1],),
+                persistence="unconfirmed", persistence_reason="last", history=history),
+    ]  # fmt: skip
+    html = render_report(site, observations, scenes, followed, tmp_path, tmp_path / "r.html").read_text()
+    persistent, unconfirmed, transient = (html.index(t) for t in ("Persistent changes", "Unconfirmed", "Transient"))
+    assert persistent < unconfirmed < transient
+    assert "<summary>Transient activity (1)</summary>" in html
+    rows = dict(re.findall(r'<tr id="change-(\d+)">(.*?)</tr>', html, re.DOTALL))
+    assert "<strong>persistent</strong>: still there in all 1 later image(s)" in rows["1"]
+    assert "widened: no view of it on 2024-05-17 (masked there)" in rows["2"]
+    assert "gone again on 2024-06-02" in rows["3"]
+    assert '<span title="2024-05-03: before">○</span><span title="2024-05-17: after">●</span>' in rows["1"]

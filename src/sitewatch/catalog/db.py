@@ -335,7 +335,8 @@ class Catalog:
             for ch in changes:
                 conn.execute(
                     "INSERT INTO changes (site_id, before_id, after_id, kind, geometry_wkt, area_m2, confidence,"
-                    " date_from, date_to, detector, attrs) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " date_from, date_to, detector, attrs, persistence, persistence_reason, unseen, ended,"
+                    " history) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         ch.site_id,
                         ch.before_id,
@@ -348,14 +349,21 @@ class Catalog:
                         utc_text(ch.date_to),
                         ch.detector,
                         json.dumps(ch.attrs),
+                        ch.persistence,
+                        ch.persistence_reason,
+                        json.dumps([utc_text(when) for when in ch.unseen]),
+                        None if ch.ended is None else utc_text(ch.ended),
+                        json.dumps([[obs_id, state] for obs_id, state in ch.history]),
                     ),
                 )
         return self.changes(site)
 
-    def changes(self, site: Site) -> list[Change]:
-        """A site's changes, by date then area (largest first)."""
+    def changes(self, site: Site, persistence: str | None = None) -> list[Change]:
+        """A site's changes, by date then area (largest first); only those of one PERSISTENCE if given."""
         rows = self._conn.execute(
-            "SELECT * FROM changes WHERE site_id = ? ORDER BY date_to, area_m2 DESC, id", (site.id,)
+            "SELECT * FROM changes WHERE site_id = ? AND (? IS NULL OR persistence = ?)"
+            " ORDER BY date_to, area_m2 DESC, id",
+            (site.id, persistence, persistence),
         ).fetchall()
         return [_change_from_row(row) for row in rows]
 
@@ -433,4 +441,9 @@ def _change_from_row(row: sqlite3.Row) -> Change:
         detector=row["detector"],
         attrs=json.loads(row["attrs"]),
         id=row["id"],
+        persistence=row["persistence"],
+        persistence_reason=row["persistence_reason"],
+        unseen=tuple(parse_utc(text) for text in json.loads(row["unseen"])),
+        ended=None if row["ended"] is None else parse_utc(row["ended"]),
+        history=tuple((int(obs_id), str(state)) for obs_id, state in json.loads(row["history"])),
     )

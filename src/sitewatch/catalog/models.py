@@ -96,7 +96,11 @@ class Observation:
 
 @dataclass(frozen=True)
 class Change:
-    """A polygon where two observations differ in a way that matters."""
+    """A polygon where two observations differ in a way that matters, followed through the site's series.
+
+    BEFORE_ID and AFTER_ID are the last observation that shows the place as it was and the first
+    that shows it changed; the dates are theirs.
+    """
 
     site_id: int
     before_id: int  # observation ids
@@ -110,3 +114,17 @@ class Change:
     detector: str
     attrs: dict[str, float] = field(default_factory=dict)
     id: int | None = None
+    #: "persistent" (it stays), "transient" (it comes and goes) or "unconfirmed" (seen on one side
+    #: of the change on one date only); None where it was not followed through the time series.
+    persistence: str | None = None
+    #: Why, in one word (see :data:`sitewatch.change.history.Reason`): "held", "reverted", "shadow", ...
+    persistence_reason: str | None = None
+    #: Observation times inside the interval that could not show the place (left out, cloud, no
+    #: data): the change may have happened before or after them, so they widen the interval.
+    unseen: tuple[datetime, ...] = ()
+    #: For a transient change, the first later time the place no longer looked as it did after the
+    #: change (back as before, or changed again); None while it still does.
+    ended: datetime | None = None
+    #: (observation id, state) for every observation of the site in time order: "before",
+    #: "after", "other" or "unseen" (see :mod:`sitewatch.change.history`).
+    history: tuple[tuple[int, str], ...] = ()

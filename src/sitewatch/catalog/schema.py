@@ -90,4 +90,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE scenes ADD COLUMN masks TEXT NOT NULL DEFAULT '[]';
     """,
+    """
+    ALTER TABLE changes ADD COLUMN persistence TEXT
+        CHECK (persistence IN ('persistent', 'transient', 'unconfirmed'));
+    ALTER TABLE changes ADD COLUMN persistence_reason TEXT;
+    ALTER TABLE changes ADD COLUMN unseen TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE changes ADD COLUMN ended TEXT;
+    ALTER TABLE changes ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
+    """,
 )

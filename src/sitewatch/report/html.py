@@ -47,6 +47,36 @@ from sitewatch.report.chips import (
 #: How many changes get a before/after chip pair: the rest are in the table and on the overviews.
 MAX_CHIP_PAIRS = 20
 
+#: The tables of changes, in the order shown: persistence (None: not followed through time), the
+#: table's title, and what it means. Persistent change is the headline; transient is activity.
+GROUPS: tuple[tuple[str | None, str, str], ...] = (
+    (
+        "persistent",
+        "Persistent changes",
+        "Built or taken down: the change holds in every later image, and the earlier state was seen on "
+        "more than one date. Each is dated to the last image without it and the first image with it.",
+    ),
+    (
+        None,
+        "Changes not followed through time",
+        "Found between two images; not yet checked against the site's other images (run the analysis again).",
+    ),
+    (
+        "unconfirmed",
+        "Unconfirmed changes",
+        "Seen on one side of the change on one date only (the last image, or the first): a later or an "
+        "earlier image will tell whether they stay.",
+    ),
+    (
+        "transient",
+        "Transient activity",
+        "Vehicles, containers, shadows and other things that come and go: the place went back to how it "
+        "was, had looked like this before, kept changing, or only the light changed. Not construction.",
+    ),
+)
+#: Marks of the states in a change's history strip (see :mod:`sitewatch.change.history`).
+STATE_MARKS = {"before": "○", "after": "●", "other": "◐", "unseen": "·"}
+
 
 @dataclass(frozen=True)
 class SiteSummary:
@@ -82,10 +112,24 @@ class ChangeRow:
     colour: str  # CSS hex of the outline colour
     area: str
     confidence: str
-    interval: str
+    interval: str  # "between A and B", and the dates in between that could not show it
     centroid: str  # "lat, lon"
     detector: str
     caution: str  # quality flags of the two observations, or ""
+    persistence: str = ""  # "persistent", "transient", "unconfirmed", or "" where not followed
+    why: str = ""  # the evidence for the persistence, in words
+    history: tuple[tuple[str, str], ...] = ()  # (mark, "date: state") per observation, in date order
+
+
+@dataclass(frozen=True)
+class ChangeGroup:
+    """One table of changes of one persistence, with what it means; transient ones start collapsed."""
+
+    key: str
+    title: str
+    blurb: str
+    rows: tuple[ChangeRow, ...]
+    collapsed: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,7 +180,9 @@ class ReportPage:
     site: SiteSummary
     timeline: tuple[TimelineRow, ...]
     kind_counts: tuple[tuple[str, int, str], ...]  # (kind, count, CSS colour)
+    persistence_counts: tuple[tuple[str, int], ...]  # (group title, count), headline first
     changes: tuple[ChangeRow, ...]
+    groups: tuple[ChangeGroup, ...]
     chips: tuple[ChipPair, ...]
     pairs: tuple[PairSection, ...]
     confidence: tuple[str, ...]  # paragraphs
@@ -238,7 +284,10 @@ class _PageBuilder:
 
     def build(self, changes: Sequence[Change], title: str) -> ReportPage:
         """The whole page model; reads every pixel the page shows."""
-        ordered = sorted(changes, key=lambda c: (_utc(c.date_to), _utc(c.date_from), -c.area_m2))
+        tiers = {key: tier for tier, (key, _, _) in enumerate(GROUPS)}
+        ordered = sorted(
+            changes, key=lambda c: (tiers.get(c.persistence, 1), _utc(c.date_to), _utc(c.date_from), -c.area_m2)
+        )
         for change in ordered:
             for obs_id in (change.before_id, change.after_id):
                 if obs_id not in self.by_id:
@@ -246,14 +295,30 @@ class _PageBuilder:
         numbered = list(enumerate(ordered, start=1))
         rows = {number: self._change_row(number, change) for number, change in numbered}
         kinds = Counter(change.kind for change in ordered)
+        groups = tuple(
+            ChangeGroup(
+                key or "unfollowed",
+                title,
+                blurb,
+                tuple(rows[n] for n, c in numbered if c.persistence == key),
+                collapsed=key == "transient",
+            )
+            for key, title, blurb in GROUPS
+            if any(c.persistence == key for c in ordered)
+        )
+        ranked = sorted(numbered, key=lambda nc: (tiers.get(nc[1].persistence, 1), -nc[1].area_m2 * nc[1].confidence))
         return ReportPage(
             title=title,
             synthetic=self.synthetic,
             site=self._summary(),
             timeline=tuple(self._timeline_row(obs) for obs in self.observations),
             kind_counts=tuple((kind, n, _css(kind_colour(kind))) for kind, n in sorted(kinds.items())),
+            persistence_counts=tuple((group.title, len(group.rows)) for group in groups),
             changes=tuple(rows.values()),
-            chips=tuple(self._chip_pair(rows[n], c, numbered) for n, c in _top(numbered, MAX_CHIP_PAIRS)),
+            groups=groups,
+            chips=tuple(
+                self._chip_pair(rows[n], c, numbered) for n, c in sorted(ranked[:MAX_CHIP_PAIRS], key=lambda nc: nc[0])
+            ),
             pairs=tuple(self._pair_section(b, a, numbered) for b, a in self._pairs(ordered)),
             confidence=self._confidence(ordered),
             provenance=tuple(self._provenance_row(obs) for obs in self.observations),
@@ -323,11 +388,48 @@ class _PageBuilder:
             colour=_css(kind_colour(change.kind)),
             area=f"{change.area_m2:,.0f}" if change.area_m2 >= 100 else f"{change.area_m2:.1f}",
             confidence=f"{change.confidence:.2f}",
-            interval=f"between {_date(change.date_from)} and {_date(change.date_to)}",
+            interval=f"between {_date(change.date_from)} and {_date(change.date_to)}{self._widened(change)}",
             centroid=f"{lat:.5f}, {lon:.5f}",
             detector=change.detector,
             caution="; ".join(flagged),
+            persistence=change.persistence or "",
+            why=self._why(change),
+            history=tuple(
+                (STATE_MARKS.get(state, "?"), f"{_date(self.by_id[obs_id].acquired)}: {state}")
+                for obs_id, state in change.history
+                if obs_id in self.by_id
+            ),
         )
+
+    def _widened(self, change: Change) -> str:
+        """What widens a change's interval: the observations in it that could not show the place."""
+        if not change.unseen:
+            return ""
+        by_time = {_utc(obs.acquired): obs for obs in self.observations}
+        parts = []
+        for when in change.unseen:
+            obs = by_time.get(_utc(when))
+            cause = _unseen_cause(obs) if obs is not None else "no view of it"
+            parts.append(f"{_date(when)} ({cause})")
+        return f"; widened: no view of it on {', '.join(parts)}"
+
+    def _why(self, change: Change) -> str:
+        """The evidence for a change's persistence, in words an analyst can check on its history strip."""
+        states = [(self.by_id[i].acquired, state) for i, state in change.history if i in self.by_id]
+        later = [state for when, state in states if _utc(when) > _utc(change.date_to) and state != "unseen"]
+        ended = f" on {_date(change.ended)}" if change.ended is not None else ""
+        earlier = [when for when, state in states if _utc(when) < _utc(change.date_from) and state == "after"]
+        reasons = {
+            "held": f"still there in all {later.count('after')} later image(s); the earlier state was seen before",
+            "reverted": f"gone again{ended}: the place went back to how it was",
+            "preceded": (f"already looked like this on {_date(earlier[0])}" if earlier else "looked like this before")
+            + (f"; changed again{ended}" if ended else ""),
+            "flickers": f"changed again{ended}: neither state held",
+            "shadow": "a change of light only: the same surface, darker and bluer on one date (a shadow)",
+            "last": "on the last image: a later image will tell whether it stays",
+            "first": "the earlier state rests on the first image alone",
+        }
+        return reasons.get(change.persistence_reason or "", "")
 
     def _pairs(self, changes: Sequence[Change]) -> list[tuple[int, int]]:
         """Consecutive observations, and any other pair a change was found between, in date order."""
@@ -431,7 +533,16 @@ class _PageBuilder:
             "(along edges of buildings and roads), different illumination and shadows (sun angle, "
             "season), cloud, haze and cloud shadow, and different sensors or viewing angles.",
             "Dating: a change is dated to the interval between the last image without it and the first "
-            "image with it. It happened at some time in that interval, not on either date.",
+            "image with it. It happened at some time in that interval, not on either date. Images in "
+            "between that could not show the place (cloudy, left out, masked there) widen the interval, "
+            "and the table names them.",
+            "Persistent or transient: each change found between two images is compared, on every other "
+            "image, with how the place looked before and after it. A change that holds on the next images "
+            "and was not there earlier is persistent (construction, demolition); one that goes back, had "
+            "been there before, keeps changing, or is only a shadow is transient (vehicles, containers, "
+            "shadows); one seen on one side on a single date is unconfirmed. The strip beside each change "
+            "shows its state on every image: ○ as before, ● as after, ◐ neither, · not seen. The test "
+            "compares pixels, not objects: a structure that is rebuilt exactly as it was reads as transient.",
         ]
         if flagged:
             counts = ", ".join(f"{flag} {n}" for flag, n in sorted(flag_counts.items()))
@@ -465,10 +576,13 @@ class _PageBuilder:
         return tuple(dict.fromkeys(a for a in found if a))
 
 
-def _top(numbered: Sequence[tuple[int, Change]], limit: int) -> list[tuple[int, Change]]:
-    """The changes most worth a chip: largest area weighted by confidence, in table order."""
-    ranked = sorted(numbered, key=lambda nc: -nc[1].area_m2 * nc[1].confidence)[:limit]
-    return sorted(ranked, key=lambda nc: nc[0])
+def _unseen_cause(obs: Observation) -> str:
+    """Why an observation could not show a place, as far as its record says."""
+    if obs.flags:
+        return ", ".join(obs.flags)
+    if obs.align_status == "failed":
+        return f"not aligned: {obs.align_reason}"
+    return "masked there"
 
 
 #: Changes numbered on a site overview (the largest); the rest are outlined only.
