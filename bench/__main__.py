@@ -12,6 +12,7 @@ from typing import Protocol, cast
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
     "align": "bench.align",
+    "change": "bench.change",
 }
 
 

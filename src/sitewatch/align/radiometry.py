@@ -23,7 +23,7 @@ regression over every pixel would be pulled by the very changes we are looking f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -180,7 +180,7 @@ def normalise(
     bands = ref.shape[0]
     if method == "irmad" and bands < 2:
         raise ValueError("IR-MAD needs at least two bands; use method='robust' for one")
-    x, y, where = _sample(mov, ref, valid, seed)
+    x, y, where = sample_pixels(mov, ref, valid, seed)
     if len(x) < MIN_SAMPLE:
         identity = BandFit("identity", 1.0, 0.0, float("nan"), float("nan"))
         return Normalisation("identity", (identity,) * bands, 0, 0.0, len(x), f"only {len(x)} valid pixels")
@@ -203,11 +203,11 @@ def _as_bands(image: NDArray[np.generic]) -> NDArray[np.generic]:
     return data[np.newaxis] if data.ndim == 2 else data
 
 
-def _sample(
+def sample_pixels(
     mov: NDArray[np.generic], ref: NDArray[np.generic], valid: NDArray[np.bool_], seed: int
 ) -> tuple[Floats, Floats, NDArray[np.intp]]:
     """``(n, bands)`` float64 samples of MOVING and REFERENCE at the same valid, finite, unclipped
-    pixels, and the pixels' flat indexes."""
+    pixels, and the pixels' flat indexes: at most :data:`SAMPLE_PIXELS`, seeded by SEED."""
     where = np.flatnonzero(valid)
     if len(where) > SAMPLE_PIXELS:
         where = np.sort(np.random.default_rng(seed).choice(where, SAMPLE_PIXELS, replace=False))
@@ -220,29 +220,80 @@ def _sample(
     return x[keep], y[keep], where[keep]
 
 
-def _irmad_invariant(x: Floats, y: Floats) -> NDArray[np.bool_]:
-    """Pixels whose IR-MAD probability of no change is above :data:`NO_CHANGE_PROBABILITY`."""
+@dataclass(frozen=True, eq=False)
+class Mad:
+    """IR-MAD's fitted transform (Nielsen 2007): what both the normalisation and the ``irmad`` change
+    detector need, so that there is one implementation of the iteration.
+
+    The MAD variates of pixels ``x`` (first date) and ``y`` (second) are ``(x - x_mean) @ a -
+    (y - y_mean) @ b``, one per band, uncorrelated, with variance ``2 (1 - rho)`` over the unchanged
+    pixels; their squares over those variances sum to a chi-square statistic with ``bands`` degrees
+    of freedom where nothing changed.
+    """
+
+    x_mean: Floats  # (bands,) no-change-weighted means
+    y_mean: Floats
+    a: Floats  # (bands, bands): canonical vectors of X in columns, unit variance
+    b: Floats
+    rho: Floats  # (bands,) canonical correlations, ascending
+    weights: Floats  # (n,) each fitted pixel's chi-square probability of no change
+
+    @property
+    def sigma(self) -> Floats:
+        """Standard deviation of each MAD variate over the unchanged pixels."""
+        sigma: Floats = np.sqrt(np.maximum(2 * (1 - self.rho), 1e-12))
+        return sigma
+
+    def variates(self, x: Floats, y: Floats) -> Floats:
+        """``(n, bands)`` MAD variates of pixel rows X and Y."""
+        mad: Floats = (x - self.x_mean) @ self.a - (y - self.y_mean) @ self.b
+        return mad
+
+    def chi2(self, x: Floats, y: Floats) -> Floats:
+        """``(n,)`` sum of the squared standardised MAD variates of X and Y."""
+        chi2: Floats = ((self.variates(x, y) / self.sigma) ** 2).sum(axis=1)
+        return chi2
+
+
+def irmad(x: Floats, y: Floats) -> Mad:
+    """Iteratively reweighted MAD of ``(n, bands)`` pixel rows X (first date) and Y (second).
+
+    Each pass is a canonical correlation analysis weighted by every pixel's probability of no change
+    from the pass before, so changed pixels stop pulling the transform. It stops when the canonical
+    correlations settle, after :data:`IRMAD_MAX_ITERATIONS`, or when (almost) everything reads as
+    changed (the weights then sum to fewer than ``bands + 1``: the last transform is kept).
+    """
     n, p = x.shape
     weights = np.ones(n)
     previous = np.zeros(p)
+    mad: Mad | None = None
     for _ in range(IRMAD_MAX_ITERATIONS):
         total = weights.sum()
-        if total < p + 1:  # (almost) everything changed: nothing left to correlate
-            return np.zeros(n, np.bool_)
-        xc = x - weights @ x / total
-        yc = y - weights @ y / total
+        if total < p + 1 and mad is not None:
+            break
+        x_mean, y_mean = weights @ x / total, weights @ y / total
+        xc, yc = x - x_mean, y - y_mean
         wx, wy = xc * weights[:, None], yc * weights[:, None]
         sxx, syy, sxy = _ridge(wx.T @ xc / total), _ridge(wy.T @ yc / total), wx.T @ yc / total
         # Canonical correlations: Σxy Σyy⁻¹ Σyx a = ρ² Σxx a, with aᵀ Σxx a = 1 from eigh.
         rho2, a = scipy.linalg.eigh(sxy @ np.linalg.solve(syy, sxy.T), sxx)
         rho = np.sqrt(np.clip(rho2, 0.0, 1.0))
         b = np.linalg.solve(syy, sxy.T @ a) / np.maximum(rho, 1e-9)
-        mad = xc @ a - yc @ b
-        chi2 = ((mad**2) / np.maximum(2 * (1 - rho), 1e-12)).sum(axis=1)
-        weights = stats.chi2.sf(chi2, p)
+        transform = Mad(x_mean, y_mean, a, b, rho, weights)
+        weights = stats.chi2.sf(transform.chi2(x, y), p)
+        mad = replace(transform, weights=weights)
         if np.abs(rho - previous).max() < IRMAD_TOLERANCE:
             break
         previous = rho
+    assert mad is not None  # the first pass always runs (its weights are all one)
+    return mad
+
+
+def _irmad_invariant(x: Floats, y: Floats) -> NDArray[np.bool_]:
+    """Pixels whose IR-MAD probability of no change is above :data:`NO_CHANGE_PROBABILITY`."""
+    weights = irmad(x, y).weights
+    if weights.sum() < x.shape[1] + 1:  # (almost) everything changed: nothing is invariant
+        return np.zeros(len(x), np.bool_)
     invariant: NDArray[np.bool_] = weights > NO_CHANGE_PROBABILITY
     return invariant
 

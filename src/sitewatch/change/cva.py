@@ -23,18 +23,11 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import cv2
 import numpy as np
-from scipy.special import expit
-from skimage.filters import threshold_otsu
 
 from sitewatch.change.base import ChangeDetector
 from sitewatch.change.registry import register
-
-#: IQR of a standard normal: dividing by it makes the robust spread comparable to a std.
-_IQR_TO_STD = 1.349
-#: MAD of a standard normal, for the same reason.
-_MAD_TO_STD = 1.4826
+from sitewatch.change.stats import band_stats, magnitude_score, noise_threshold, smooth, standardise
 
 
 @dataclass(frozen=True)
@@ -78,9 +71,13 @@ class Cva(ChangeDetector):
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, gsd: float | None) -> None:
         """Per-band robust statistics of each date, then the noise-level threshold of the magnitude."""
-        self._fitted = _Fitted(_band_stats(before, valid), _band_stats(after, valid), math.inf)
+        self._fitted = _Fitted(band_stats(before, valid), band_stats(after, valid), math.inf)
         magnitude = self._magnitude(before, after, valid, gsd)
-        self._fitted = _Fitted(self._fitted.before, self._fitted.after, self._threshold(magnitude[valid]))
+        self._fitted = _Fitted(
+            self._fitted.before,
+            self._fitted.after,
+            noise_threshold(magnitude[valid], self.settings.k_mad, self.settings.floor),
+        )
 
     def score(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, gsd: float | None) -> np.ndarray:
         """0.5 at the threshold, about 0.98 at twice it.
@@ -92,7 +89,7 @@ class Cva(ChangeDetector):
             raise RuntimeError("Cva.score called before fit")
         threshold = self._fitted.threshold
         magnitude = self._magnitude(before, after, valid, gsd)
-        probability: np.ndarray = expit((magnitude - threshold) / (0.25 * threshold)).astype(np.float32)
+        probability = magnitude_score(magnitude, threshold)
         probability[~valid] = 0.0
         return probability
 
@@ -100,48 +97,12 @@ class Cva(ChangeDetector):
         """Smoothed RMS over bands of the normalised difference."""
         assert self._fitted is not None
         sigma = self._smoothing(gsd)
-        a = _normalise(before, valid, self._fitted.before, sigma)
-        b = _normalise(after, valid, self._fitted.after, sigma)
+        a = standardise(before, valid, self._fitted.before, sigma)
+        b = standardise(after, valid, self._fitted.after, sigma)
         magnitude = np.sqrt(np.mean(np.square(a - b), axis=0))
-        return _smooth(magnitude, self.settings.magnitude_smooth_px)
+        return smooth(magnitude, self.settings.magnitude_smooth_px)
 
     def _smoothing(self, gsd: float | None) -> float:
         """Smoothing sigma in pixels for GSD."""
         s = self.settings
         return s.smooth_px_free if gsd is None else min(s.smooth_m / gsd, s.smooth_px_max)
-
-    def _threshold(self, values: np.ndarray) -> float:
-        """Noise level (median + k·MAD), the absolute floor, or Otsu's threshold: the highest."""
-        median = float(np.median(values))
-        spread = _MAD_TO_STD * float(np.median(np.abs(values - median)))
-        return max(median + self.settings.k_mad * spread, self.settings.floor, float(threshold_otsu(values)))
-
-
-def _band_stats(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per band: median and robust std (IQR-based) over VALID; a flat band gets spread 0."""
-    stats = np.zeros((image.shape[0], 2), dtype=np.float64)
-    for i, band in enumerate(image):
-        q25, q50, q75 = np.percentile(band[valid], [25, 50, 75])
-        spread = (q75 - q25) / _IQR_TO_STD
-        stats[i] = (q50, spread if math.isfinite(spread) and spread > 0 else 0.0)
-    return stats
-
-
-def _normalise(image: np.ndarray, valid: np.ndarray, stats: np.ndarray, sigma: float) -> np.ndarray:
-    """Per band: subtract the median, divide by the robust std, smooth by SIGMA px."""
-    out = np.zeros(image.shape, dtype=np.float32)
-    for i, band in enumerate(image):
-        centre, spread = stats[i]
-        if spread <= 0:
-            continue  # a flat band carries no information on change
-        z = np.where(valid, (band - centre) / spread, 0.0).astype(np.float32)
-        out[i] = _smooth(z, sigma)
-    return out
-
-
-def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of SIGMA px (OpenCV: several times faster than SciPy's on large images)."""
-    if sigma <= 0:
-        return image
-    blurred: np.ndarray = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
-    return blurred

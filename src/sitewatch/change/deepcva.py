@@ -32,11 +32,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 import cv2
 import numpy as np
-from scipy.special import expit
-from skimage.filters import threshold_otsu
 
 from sitewatch.change.base import ChangeDetector
 from sitewatch.change.registry import register
+from sitewatch.change.stats import MAD_TO_STD, magnitude_score, noise_threshold, smooth
 from sitewatch.io.bands import S2_BANDS
 
 if TYPE_CHECKING:
@@ -51,8 +50,6 @@ _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)[:, None, None]
 _SAMPLE = 1 << 20
 #: ... and per feature channel, of which there are a hundred or more.
 _SAMPLE_PER_CHANNEL = 1 << 16
-#: MAD of a standard normal: dividing by it makes the robust spread comparable to a std.
-_MAD_TO_STD = 1.4826
 #: A Sentinel-2 stack in ``S2_BANDS`` order (what band folders give) is read as B04, B03, B02.
 _S2_RGB = [S2_BANDS.index(b) for b in ("B04", "B03", "B02")]
 
@@ -127,7 +124,12 @@ class DeepCva(ChangeDetector):
         spread = tuple(_channel_spread(d, _resize_mask(valid, stride, d.shape[1:])) for stride, d in differences)
         self._fitted = _Fitted(ranges[0], ranges[1], spread, math.inf)
         magnitude = self._magnitude(*scaled, valid, differences)
-        self._fitted = _Fitted(ranges[0], ranges[1], spread, self._threshold(_sample(magnitude[valid])))
+        self._fitted = _Fitted(
+            ranges[0],
+            ranges[1],
+            spread,
+            noise_threshold(_sample(magnitude[valid]), self.settings.k_mad, self.settings.floor),
+        )
         self._last = (before, after, differences)
 
     def score(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, gsd: float | None) -> np.ndarray:
@@ -142,8 +144,7 @@ class DeepCva(ChangeDetector):
             differences = self._differences(*scaled)
         magnitude = self._magnitude(*scaled, valid, differences)
         threshold = self._fitted.threshold
-        probability: np.ndarray = expit((magnitude - threshold) / (self.settings.softness * threshold))
-        probability = probability.astype(np.float32)
+        probability = magnitude_score(magnitude, threshold, self.settings.softness)
         probability[~valid] = 0.0
         return probability
 
@@ -187,13 +188,7 @@ class DeepCva(ChangeDetector):
             total += s.pixel_weight * _pixel_magnitude(before, after, s.pixel_smooth_px)
         total /= sum(w for _, w in s.outputs) + s.pixel_weight
         total[~valid] = 0.0
-        return _smooth(total, s.magnitude_smooth_px)
-
-    def _threshold(self, values: np.ndarray) -> float:
-        """Noise level (median + k·MAD), the absolute floor, or Otsu's threshold: the highest."""
-        median = float(np.median(values))
-        spread = _MAD_TO_STD * float(np.median(np.abs(values - median)))
-        return max(median + self.settings.k_mad * spread, self.settings.floor, float(threshold_otsu(values)))
+        return smooth(total, s.magnitude_smooth_px)
 
 
 def _extractor() -> tuple[onnxruntime.InferenceSession, int]:
@@ -237,7 +232,7 @@ def _scaled(image: np.ndarray, ranges: np.ndarray) -> np.ndarray:
 def _pixel_magnitude(before: np.ndarray, after: np.ndarray, sigma: float) -> np.ndarray:
     """RMS over bands of the difference of the scaled dates, smoothed by SIGMA px, in CVA's units."""
     # A band's 0-1 range spans about 5 robust standard deviations.
-    result: np.ndarray = 5.0 * np.sqrt(np.mean(np.square(_smooth(after, sigma) - _smooth(before, sigma)), axis=0))
+    result: np.ndarray = 5.0 * np.sqrt(np.mean(np.square(smooth(after, sigma) - smooth(before, sigma)), axis=0))
     return result
 
 
@@ -252,7 +247,7 @@ def _channel_spread(difference: np.ndarray, valid: np.ndarray) -> np.ndarray:
     values = difference[:, valid] if valid.any() else difference.reshape(difference.shape[0], -1)
     values = values[:, :: max(1, values.shape[1] // _SAMPLE_PER_CHANNEL)]
     median = np.median(values, axis=1)
-    mad = _MAD_TO_STD * np.median(np.abs(values - median[:, None]), axis=1)
+    mad = MAD_TO_STD * np.median(np.abs(values - median[:, None]), axis=1)
     floor = max(float(np.median(mad)) * 0.1, 1e-6)
     return np.stack([median, np.maximum(mad, floor)], axis=1).astype(np.float32)
 
@@ -274,13 +269,3 @@ def _upsample(magnitude: np.ndarray, stride: int, shape: tuple[int, int]) -> np.
         interpolation=cv2.INTER_LINEAR,
     )
     return full[:rows, :cols]
-
-
-def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of SIGMA px (per band for a stack)."""
-    if sigma <= 0:
-        return image
-    if image.ndim == 3:
-        return np.stack([_smooth(band, sigma) for band in image])
-    blurred: np.ndarray = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
-    return blurred
