@@ -158,3 +158,26 @@ def test_refused_inputs_raise_one_line_errors(pair: tuple[Path, Path], tmp_path:
         with pytest.raises(InputError, match="overlap <= tile / 2"):
             detect_rasters(*pair, cva, out, tile=256, overlap=200)
     assert not list(tmp_path.glob("*.part")) and not out.exists()
+
+
+def test_the_change_command_streams_large_pairs(
+    pair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the size threshold, ``compare_large`` writes the contract's PNG from the streamed mask."""
+    import importlib
+
+    from PIL import Image
+
+    compare_module = importlib.import_module("sitewatch.change.compare")  # the package's compare is the function
+
+    monkeypatch.setattr(compare_module, "LARGE_PAIR_PIXELS", ROWS * COLS - 1)
+    before, after = pair
+    assert compare_module.is_large(before)
+    result = compare_module.compare_large(before, after, tmp_path / "mask.png", detector="cva")
+    mask = np.asarray(Image.open(tmp_path / "mask.png"))
+    assert mask.shape == (ROWS, COLS)
+    assert set(np.unique(mask)) <= {0, 255}
+    assert (mask == 255).mean() == pytest.approx(result.changed_fraction)
+    whole = compare_module.compare(before, after, detector="cva", align=False)
+    assert (whole.mask == (mask == 255)).mean() > 0.99
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.png"]  # scratch files gone

@@ -29,7 +29,13 @@ if TYPE_CHECKING:
     import numpy as np
 
     from sitewatch.change.pair import ImagePair
+    from sitewatch.change.tiled import TiledResult
     from sitewatch.io.raster import Georef
+
+
+#: Pairs with more pixels than this are streamed tile by tile (:mod:`sitewatch.change.tiled`)
+#: instead of loaded whole: about 1.5 GB of float32 RGB pair in memory.
+LARGE_PAIR_PIXELS = 6000 * 6000
 
 
 @dataclass(frozen=True)
@@ -67,13 +73,7 @@ class ChangeProduct:
 
     def summary(self) -> dict[str, Any]:
         """The object ``sitewatch change --json`` prints (keys fixed by DESIGN.md)."""
-        return {
-            "detector": self.detector,
-            "width": self.width,
-            "height": self.height,
-            "changed_fraction": round(float(self.mask.mean()), 6),
-            "seconds": round(self.seconds, 3),
-        }
+        return contract_summary(self.detector, self.width, self.height, float(self.mask.mean()), self.seconds)
 
     def polygons(self) -> list[ChangePolygon]:
         """The mask's change polygons, typed and measured (see :mod:`sitewatch.change.vectorize`)."""
@@ -113,6 +113,65 @@ def compare(
     start = time.perf_counter()
     pair = load_pair(Path(before), Path(after), gsd=gsd, align=align, limits=limits)
     return detect_pair(pair, detector, started=start)
+
+
+def contract_summary(detector: str, width: int, height: int, changed_fraction: float, seconds: float) -> dict[str, Any]:
+    """The object ``sitewatch change --json`` prints (keys fixed by DESIGN.md)."""
+    return {
+        "detector": detector,
+        "width": width,
+        "height": height,
+        "changed_fraction": round(changed_fraction, 6),
+        "seconds": round(seconds, 3),
+    }
+
+
+def is_large(before: str | Path, limits: Limits = DEFAULT_LIMITS) -> bool:
+    """Whether BEFORE (a raster file; band folders are never large) has more than LARGE_PAIR_PIXELS."""
+    from sitewatch.io.raster import open_raster
+
+    path = Path(before)
+    if path.is_dir():
+        return False
+    with open_raster(path, limits) as src:
+        pixels: int = src.width * src.height
+    return pixels > LARGE_PAIR_PIXELS
+
+
+def compare_large(
+    before: str | Path,
+    after: str | Path,
+    mask_path: str | Path,
+    prob_path: str | Path | None = None,
+    detector: str = registry.AUTO,
+    gsd: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> TiledResult:
+    """Stream a large pair tile by tile and write the mask PNG (and probability GeoTIFF) as :func:`compare`.
+
+    Memory is bounded by the tile size and the scene's width. The pair is compared as it lies: a
+    scene this large is co-registered first (``sitewatch register BEFORE AFTER -o``), which
+    :func:`compare` would otherwise do on the whole images.
+    """
+    import tempfile
+
+    import rasterio
+    from rasterio.shutil import copy as copy_raster
+
+    from sitewatch.change.tiled import detect_rasters
+    from sitewatch.io.raster import gdal_env, open_raster
+
+    with open_raster(Path(before), limits) as src:
+        bands = src.count
+    name = registry.resolve(detector, bands, bands == 3, gsd)
+    instance = registry.get(name)()
+    with tempfile.TemporaryDirectory(dir=Path(mask_path).parent) as scratch:
+        tiled_mask = Path(scratch) / "mask.tif"
+        probability = Path(scratch) / "probability.tif" if prob_path is None else Path(prob_path)
+        result = detect_rasters(before, after, instance, probability, tiled_mask, gsd=gsd, limits=limits)
+        with atomic_path(Path(mask_path)) as tmp, gdal_env(), rasterio.open(tiled_mask) as mask:
+            copy_raster(mask, tmp, driver="PNG")  # GDAL streams the rows: no whole mask in memory
+    return result
 
 
 def detect_pair(

@@ -39,12 +39,16 @@ def change(
     no_align: NoAlignOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Write a change mask for BEFORE -> AFTER."""
-    from sitewatch.change.compare import compare, write_products
+    """Write a change mask for BEFORE -> AFTER (pairs over 36 MP are streamed tile by tile, unaligned)."""
+    from sitewatch.change.compare import compare, compare_large, contract_summary, is_large, write_products
 
-    product = compare(before, after, detector=detector, gsd=gsd, align=not no_align)
-    write_products(product, output, prob)
-    summary = product.summary()
+    if is_large(before):
+        large = compare_large(before, after, output, prob, detector=detector, gsd=gsd)
+        summary = contract_summary(large.detector, large.width, large.height, large.changed_fraction, large.seconds)
+    else:
+        product = compare(before, after, detector=detector, gsd=gsd, align=not no_align)
+        write_products(product, output, prob)
+        summary = product.summary()
     if as_json:
         print_json(summary)
     else:
