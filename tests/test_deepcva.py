@@ -82,3 +82,19 @@ def test_registry_requires_rgb() -> None:
     assert registry.valid_for(cls, band_count=3, has_rgb=True, gsd=0.5) is None
     assert registry.valid_for(cls, band_count=3, has_rgb=True, gsd=30.0) is not None
     assert registry.choose(3, True, 0.5) != "deepcva"  # ranks below CVA: no measured gain
+
+
+def test_large_inputs_run_in_chunks_that_agree_with_one_run(
+    pair: tuple[np.ndarray, np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fit's mosaic can be large: chunked feature maps must match one whole run where it matters."""
+    from sitewatch.change import deepcva
+
+    before, after, _ = pair
+    scaled = (np.clip(before / 255.0, 0, 1)[:3], np.clip(after / 255.0, 0, 1)[:3])
+    whole = DeepCva()._differences(*scaled)
+    monkeypatch.setattr(deepcva, "CHUNK_PX", 128)
+    chunked = DeepCva()._differences(*scaled)
+    for (stride, a), (same_stride, b) in zip(whole, chunked, strict=True):
+        assert stride == same_stride and a.shape == b.shape
+        assert np.median(np.abs(a - b)) < 0.05 * np.median(np.abs(a)) + 1e-6

@@ -46,6 +46,10 @@ MODEL = "lite0-features"
 #: ImageNet statistics the extractor expects, per RGB channel of an image scaled to 0–1.
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)[:, None, None]
+#: Largest input side the extractor sees at once, and the margin each chunk carries (multiples of
+#: the network's stride; the margin covers most of the stride-16 receptive field that matters).
+CHUNK_PX = 1024
+CHUNK_MARGIN_PX = 64
 #: Values drawn for a robust statistic (percentile, median, MAD) of a large scene.
 _SAMPLE = 1 << 20
 #: ... and per feature channel, of which there are a hundred or more.
@@ -151,7 +155,9 @@ class DeepCva(ChangeDetector):
     def _differences(self, before: np.ndarray, after: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """Per output: its stride, and AFTER's features minus BEFORE's, ``(channels, rows/stride, cols/stride)``.
 
-        BEFORE and AFTER are scaled to 0-1 (:func:`_scaled`).
+        BEFORE and AFTER are scaled to 0-1 (:func:`_scaled`). Inputs larger than :data:`CHUNK_PX`
+        (fit's mosaic of sample windows) run in chunks with :data:`CHUNK_MARGIN_PX` of margin, so
+        the network's activations stay bounded by the chunk, not the input.
         """
         session, multiple = _extractor()
         rows, cols = before.shape[1:]
@@ -159,11 +165,31 @@ class DeepCva(ChangeDetector):
         pad_rows, pad_cols = -rows % multiple, -cols % multiple
         if pad_rows or pad_cols:  # reflect, so the padding adds no edge of its own
             batch = np.pad(batch, ((0, 0), (0, 0), (0, pad_rows), (0, pad_cols)), mode="reflect")
+        batch = batch.astype(np.float32)
         names = [name for name, _ in self.settings.outputs]
-        maps = session.run(names, {"image": batch.astype(np.float32)})
+        height, width = batch.shape[2:]
+        maps: list[np.ndarray] = []
+        for top in range(0, height, CHUNK_PX):
+            for left in range(0, width, CHUNK_PX):
+                r0, c0 = max(top - CHUNK_MARGIN_PX, 0), max(left - CHUNK_MARGIN_PX, 0)
+                r1 = min(top + CHUNK_PX + CHUNK_MARGIN_PX, height)
+                c1 = min(left + CHUNK_PX + CHUNK_MARGIN_PX, width)
+                outputs = session.run(names, {"image": batch[:, :, r0:r1, c0:c1]})
+                if not maps:  # strides are known once the network has answered
+                    maps = [
+                        np.zeros((*f.shape[:2], height // stride, width // stride), f.dtype)
+                        for f, stride in ((f, (r1 - r0) // f.shape[2]) for f in outputs)
+                    ]
+                for whole, features in zip(maps, outputs, strict=True):
+                    stride = (r1 - r0) // features.shape[2]
+                    inner_rows = slice(top // stride, min(top + CHUNK_PX, height) // stride)
+                    inner_cols = slice(left // stride, min(left + CHUNK_PX, width) // stride)
+                    local_rows = slice((top - r0) // stride, (min(top + CHUNK_PX, height) - r0) // stride)
+                    local_cols = slice((left - c0) // stride, (min(left + CHUNK_PX, width) - c0) // stride)
+                    whole[:, :, inner_rows, inner_cols] = features[:, :, local_rows, local_cols]
         differences = []
         for features in maps:
-            stride = batch.shape[2] // features.shape[2]
+            stride = height // features.shape[2]
             keep_rows, keep_cols = math.ceil(rows / stride), math.ceil(cols / stride)
             difference = features[1, :, :keep_rows, :keep_cols] - features[0, :, :keep_rows, :keep_cols]
             differences.append((stride, difference))
