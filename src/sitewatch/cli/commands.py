@@ -14,6 +14,7 @@ MODULES: tuple[str, ...] = (
     "sitewatch.cli.change",
     "sitewatch.cli.register",
     "sitewatch.cli.analyze",
+    "sitewatch.cli.activity",
     "sitewatch.cli.report",
     "sitewatch.cli.eval",
     "sitewatch.cli.demo",

@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import jinja2
 from pyproj import Geod, Transformer
@@ -43,6 +43,9 @@ from sitewatch.report.chips import (
     stretch_of,
     union_bounds,
 )
+
+if TYPE_CHECKING:
+    from sitewatch.activity import ActivitySeries, SiteActivity
 
 #: How many changes get a before/after chip pair: the rest are in the table and on the overviews.
 MAX_CHIP_PAIRS = 20
@@ -189,6 +192,7 @@ class ReportPage:
     provenance: tuple[ProvenanceRow, ...]
     attributions: tuple[str, ...]
     version: str = __version__
+    activity: ActivitySection | None = None
 
 
 def render_report(
@@ -201,6 +205,7 @@ def render_report(
     *,
     synthetic: bool = False,
     title: str | None = None,
+    activity: SiteActivity | None = None,
 ) -> Path:
     """Write a self-contained HTML report of SITE's observations and changes to OUT.
 
@@ -214,6 +219,7 @@ def render_report(
             atomically, and left as it was if anything fails).
         synthetic: Whether the imagery is synthetic demo imagery; says so on the page and images.
         title: The page title; by default one naming the site.
+        activity: The site's activity series (whole site and zones), shown as charts; none without.
 
     Returns:
         OUT.
@@ -226,6 +232,8 @@ def render_report(
     """
     builder = _PageBuilder(site, observations, scenes_by_id, store_root, synthetic)
     page = builder.build(changes, title or f"{site.name}: sitewatch site report")
+    if activity is not None:
+        page = replace(page, activity=activity_section(activity))
     html = _environment().get_template("report.html").render(page=page)
     with atomic_path(out, make_parents=True) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -646,3 +654,127 @@ def _area(square_metres: float) -> str:
     if square_metres >= 1_000_000:
         return f"{square_metres / 1_000_000:,.2f} km²"
     return f"{square_metres:,.0f} m² ({square_metres / 10_000:,.2f} ha)"
+
+
+# --- activity ---------------------------------------------------------------------------------
+
+#: Size of one activity chart (SVG user units), and its plotting area: left, top, right, bottom.
+CHART_SIZE = (560, 170)
+CHART_PLOT = (46, 10, 548, 146)
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    """One date of an activity chart: where it is drawn, and what its tooltip says."""
+
+    x: float
+    y: float
+    label: str
+    anomaly: bool
+
+
+@dataclass(frozen=True)
+class ChartMark:
+    """A vertical mark on an activity chart (a change-point, or a date with no index) and its tooltip."""
+
+    x: float
+    label: str
+
+
+@dataclass(frozen=True)
+class ActivityChart:
+    """One area's activity index as numbers for the template's SVG (so nothing is marked safe)."""
+
+    title: str
+    line: str  # SVG points of the index
+    median: str  # SVG points of the baseline median
+    band: str  # SVG polygon of the normal range: median ± threshold · 1.4826 · MAD
+    points: tuple[ChartPoint, ...]
+    change_points: tuple[ChartMark, ...]
+    skipped: tuple[ChartMark, ...]
+    y_top: str  # the index at the top of the plot
+    first: str  # first and last date shown
+    last: str
+    findings: tuple[str, ...]  # anomalies and change-points in words
+
+
+@dataclass(frozen=True)
+class ActivitySection:
+    """The report's activity charts, how they were made, and what was left out."""
+
+    charts: tuple[ActivityChart, ...]
+    method: str
+    persistent: str
+    size: tuple[int, int] = CHART_SIZE
+    plot: tuple[int, int, int, int] = CHART_PLOT
+
+
+def activity_section(activity: SiteActivity) -> ActivitySection:
+    """The activity charts of a site: the whole site first, then each zone."""
+    settings = activity.series[0].index.settings
+    gsd = f" at {activity.index.gsd:.2f} m" if activity.index.gsd else ""
+    method = (
+        f"The activity index of a date is the share of an area's clear pixels{gsd} that differ from the "
+        "site's usual appearance (the per-pixel median of its nearby dates, after each date is put on one "
+        "radiometry; shadows that move with the sun do not count). It rises with vehicles, containers and "
+        f"other things that come and go. Each date is compared with up to {settings.window} dates before it: "
+        f"the shaded band is the normal range (median ± {settings.threshold} robust deviations), red dots "
+        "are anomalies, dashed lines are change-points (a lasting new level), grey ticks are dates with no "
+        "index. Hover over a mark for its figures."
+    )
+    return ActivitySection(
+        charts=tuple(_activity_chart(series) for series in activity.series),
+        method=method,
+        persistent=f"{activity.index.persistent_note[0].upper()}{activity.index.persistent_note[1:]}.",
+    )
+
+
+def _activity_chart(series: ActivitySeries) -> ActivityChart:
+    """One area's chart: dates placed by time, the index from 0 to a little above its peak."""
+    analysis = series.index
+    points = analysis.points
+    left, top, right, bottom = CHART_PLOT
+    times = sorted([_utc(p.date).timestamp() for p in points] + [_utc(s.acquired).timestamp() for s in series.skipped])
+    t0, t1 = (times[0], times[-1]) if times else (0.0, 0.0)
+    width = 1.4826 * analysis.settings.threshold  # the normal range, in MADs either side of the median
+    based = [(p.date, p.median, p.mad) for p in points if p.median is not None and p.mad is not None]
+    y_top = 1.1 * max([0.01, *(p.value for p in points), *(m + width * d for _, m, d in based)])
+
+    def x(when: datetime) -> float:
+        share = (_utc(when).timestamp() - t0) / (t1 - t0) if t1 > t0 else 0.5
+        return round(left + (right - left) * share, 1)
+
+    def y(value: float) -> float:
+        return round(bottom - (bottom - top) * min(max(value, 0.0), y_top) / y_top, 1)
+
+    band = [f"{x(w)},{y(m + width * d)}" for w, m, d in based]
+    band += [f"{x(w)},{y(m - width * d)}" for w, m, d in reversed(based)]
+    findings = [
+        f"{_date(p.date)}: {p.value:.3f}, {p.anomaly} (z {p.z:+.1f})" for p in analysis.anomalies if p.z is not None
+    ]
+    findings += [c.words() for c in analysis.change_points]
+    if analysis.note:
+        findings.append(analysis.note)
+    return ActivityChart(
+        title=series.area,
+        line=" ".join(f"{x(p.date)},{y(p.value)}" for p in points),
+        median=" ".join(f"{x(w)},{y(m)}" for w, m, _ in based),
+        band=" ".join(band) if len(based) > 1 else "",
+        points=tuple(
+            ChartPoint(
+                x(p.date),
+                y(p.value),
+                f"{_date(p.date)}: {p.value:.3f}" + (f", z {p.z:+.1f}" if p.z is not None else ", no baseline yet"),
+                p.anomaly is not None,
+            )
+            for p in points
+        ),
+        change_points=tuple(
+            ChartMark(round((x(c.last_before) + x(c.first_after)) / 2, 1), c.words()) for c in analysis.change_points
+        ),
+        skipped=tuple(ChartMark(x(s.acquired), f"{_date(s.acquired)}: {s.reason}") for s in series.skipped),
+        y_top=f"{y_top:.3f}",
+        first=_date(datetime.fromtimestamp(t0, UTC)) if times else "",
+        last=_date(datetime.fromtimestamp(t1, UTC)) if times else "",
+        findings=tuple(findings) or ("no anomalies, no change-points",),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sitewatch.activity import site_activity
 from sitewatch.report.html import render_report
 from sitewatch.workspace import Workspace, slug
 
@@ -17,4 +18,7 @@ def write_site_report(ws: Workspace, site_name: str, out: Path | None = None) ->
     scenes = {obs.scene_id: ws.catalog.scene(obs.scene_id) for obs in observations}
     synthetic = any(SYNTHETIC_MARK in (scene.provider or "").lower() for scene in scenes.values())
     target = out if out is not None else ws.reports / f"{slug(site.name)}.html"
-    return render_report(site, observations, scenes, ws.catalog.changes(site), ws.store, target, synthetic=synthetic)
+    activity = site_activity(ws, site.name, align=False)  # a report never changes the workspace
+    return render_report(
+        site, observations, scenes, ws.catalog.changes(site), ws.store, target, synthetic=synthetic, activity=activity
+    )
