@@ -51,8 +51,9 @@ def test_demo_events_are_found_and_dated(demo: DemoResult, kind: str) -> None:
     """Each scripted event is found in changes of its kind dated to its interval (last image without
     it, first with it); together they cover most of the events' area. The classic detector misses
     part of a white roof on pale sand (the annex), so single events need only be found, not filled.
-    No other change that is not transient claims much of a building (its shadow and the vehicles
-    beside it may touch it: they come and go)."""
+    No other persistent change claims much of a building (its shadow and the vehicles beside it may
+    touch it: they come and go; a change on the last date is unconfirmed until a later view, and the
+    learned detector marks the hall's longer November shadow so)."""
     events = [e for e in demo.truth.events if e.kind == kind]
     assert events
     covered = 0.0
@@ -65,7 +66,7 @@ def test_demo_events_are_found_and_dated(demo: DemoResult, kind: str) -> None:
         overlap = unary_union([c.geometry for c in dated]).intersection(event.polygon_utm).area
         assert overlap > 0.3 * event.polygon_utm.area, event.building
         covered += overlap
-        others = [c for c in demo.analysis.changes if c.persistence != "transient" and c not in dated]
+        others = [c for c in demo.analysis.changes if c.persistence == "persistent" and c not in dated]
         claimed = sum(c.geometry.intersection(event.polygon_utm).area for c in others)
         assert claimed < 0.2 * event.polygon_utm.area, event.building
     assert covered > 0.75 * sum(e.polygon_utm.area for e in events)

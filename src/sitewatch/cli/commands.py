@@ -19,6 +19,7 @@ MODULES: tuple[str, ...] = (
     "sitewatch.cli.eval",
     "sitewatch.cli.demo",
     "sitewatch.cli.models",
+    "sitewatch.cli.train",
 )
 
 

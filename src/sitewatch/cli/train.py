@@ -1,0 +1,74 @@
+"""``sitewatch train ...``: train sitewatch's models (needs the ``train`` extra, PyTorch)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sitewatch.errors import SitewatchError
+
+train_app = typer.Typer(name="train", help="Train sitewatch's models (needs the training extra).", no_args_is_help=True)
+
+
+class MissingExtra(SitewatchError):
+    """An optional dependency group that a command needs is not installed."""
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command group to APP."""
+    app.add_typer(train_app, name="train")
+
+
+@train_app.command("change")
+def change(
+    data: Annotated[
+        Path, typer.Option("--data", help="Folder searched for labelled LEVIR-CD, SZTAKI and OSCD pairs.")
+    ] = Path("../shared/datasets"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for siamese-change.onnx, .json and .md.")] = Path("."),
+    folds: Annotated[
+        int, typer.Option("--folds", min=0, help="Train K models into OUT/fold-I, each leaving out every K-th pair.")
+    ] = 0,
+    fold: Annotated[int | None, typer.Option("--fold", min=0, help="With --folds: train only fold I.")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 700,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", min=0.1, help="Stop the steps after M minutes of training.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampling and initialisation.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads.")] = 2,
+    folds_root: Annotated[
+        Path | None,
+        typer.Option("--heldout-folds", help="Also score each pair by the fold model in this folder that left it out."),
+    ] = None,
+) -> None:
+    """Train the siamese change detector on the labelled pairs under --data and export it as ONNX."""
+    if importlib.util.find_spec("torch") is None:
+        raise MissingExtra("sitewatch train needs the training extra: pip install 'sitewatch[train]'")
+    from sitewatch.train.change import StepDone, TrainSettings, score_model, train, train_folds
+
+    if fold is not None and not 0 <= fold < folds:
+        raise typer.BadParameter(f"--fold must be below --folds ({folds})", param_hint="--fold")
+    settings = TrainSettings(steps=steps, seed=seed, threads=threads, minutes=minutes)
+    base = ["sitewatch", "train", "change", "--data", str(data), "--seed", str(seed), "--steps", str(steps)]
+    base += ["--threads", str(threads)]  # float sums, hence the weights, depend on the thread count
+    if minutes is not None:
+        base += ["--minutes", f"{minutes:g}"]
+
+    def report(event: StepDone) -> None:
+        if event.step % 25 == 0 or event.step == event.total:
+            typer.echo(f"step {event.step}/{event.total} loss {event.loss:.4f} {event.seconds:.0f} s", err=True)
+
+    if folds:
+        for index in range(folds) if fold is None else [fold]:
+            command = shlex.join([*base, "--out", str(out), "--folds", str(folds), "--fold", str(index)])
+            (folder,) = train_folds(out, data, folds, index, settings, command=command, on_progress=report)
+            score_model(folder, data)
+            typer.echo(folder / "siamese-change.onnx")
+        return
+    command = shlex.join([*base, "--out", str(out)])
+    path = train(out, data, settings=settings, command=command, on_progress=report)
+    score_model(out, data, folds_root)
+    typer.echo(path)
