@@ -26,13 +26,13 @@ import numpy as np
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
+from bench import DEFAULT_DATASETS, add_source_options
 from sitewatch.align import register
 from sitewatch.align.represent import luminance
 from sitewatch.errors import SitewatchError
 from sitewatch.io.raster import read_array
 
-#: ``../shared/datasets`` beside the checkout, as the tests find it.
-DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+#: The real scene the pair is cut from, inside the shared datasets.
 JOPLIN_PRE = Path("joplin-tornado") / "joplin_pre_nad83-utm15n_0.6m.tif"
 
 
@@ -188,14 +188,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shift", type=float, nargs=2, default=(7.3, -4.6), metavar=("DX", "DY"), help="Known shift (7.3 -4.6)."
     )
     parser.add_argument("--repeats", type=int, default=3, help="Measurements of each; medians reported (3).")
-    parser.add_argument(
-        "--datasets",
-        type=Path,
-        default=DEFAULT_DATASETS,
-        help="Shared datasets folder; its Joplin pre scene is used when present (default: ../shared/datasets).",
-    )
-    parser.add_argument("--no-datasets", action="store_true", help="A generated texture only.")
-    parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the table.")
+    add_source_options(parser, "A generated texture")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,8 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from bench.align import DEFAULT_DATASETS, JOPLIN_PRE, generated_texture
+from bench import DEFAULT_DATASETS, add_source_options
+from bench.align import JOPLIN_PRE, generated_texture
 from bench.ingest import _peak_rss_bytes, _status_bytes
 from sitewatch.change import registry
 from sitewatch.change.tiled import detect_rasters
@@ -230,14 +231,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="Folder for the generated pair (default: build/bench)."
     )
-    parser.add_argument(
-        "--datasets",
-        type=Path,
-        default=DEFAULT_DATASETS,
-        help="Shared datasets folder; its Joplin pre scene is used when present (default: ../shared/datasets).",
-    )
-    parser.add_argument("--no-datasets", action="store_true", help="A generated texture only.")
-    parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the table.")
+    add_source_options(parser, "A generated texture")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
+from bench import add_source_options
 from sitewatch.catalog.models import Site
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest.pipeline import ingest
@@ -47,8 +48,7 @@ from sitewatch.io.raster import georef_of, gsd_of, open_raster, require_georef
 from sitewatch.sites import new_site
 from sitewatch.workspace import Workspace
 
-#: ``../shared/datasets`` beside the checkout, as the tests find it.
-DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+#: The real pair measured beside the generated scenes, inside the shared datasets.
 JOPLIN_FILES = ("joplin_pre_nad83-utm15n_0.6m.tif", "joplin_post_wgs84.tif")
 #: Generated scenes sit in UTM 15N away from the Joplin pair, so the two never share a site.
 GENERATED_ORIGIN = (400_000.0, 4_150_000.0)
@@ -314,15 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=2048, help="Generated scene width and height in px (2048).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the generated scenes (0).")
     parser.add_argument("--repeats", type=int, default=3, help="Measurements per phase; medians reported (3).")
-    parser.add_argument(
-        "--datasets",
-        type=Path,
-        default=DEFAULT_DATASETS,
-        help="Shared datasets folder; its Joplin pair is added when present (default: ../shared/datasets).",
-    )
-    parser.add_argument("--no-datasets", action="store_true", help="Generated scenes only.")
-    parser.add_argument("--workdir", type=Path, help="Folder for generated scenes and workspaces (default: temp).")
-    parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the table.")
+    add_source_options(parser, "Generated scenes")
 
 
 def run(args: argparse.Namespace) -> int:
