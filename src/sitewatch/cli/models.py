@@ -49,8 +49,20 @@ def list_models(
         typer.echo(f"{row['name']}  ({row['task']}, {row['size_mb']} MB)")
         typer.echo(f"  input: {row['bands']}, GSD {gsd[0]}-{gsd[1]} m" if gsd else f"  input: {row['bands']}")
         typer.echo(f"  terms: {row['terms']}")
-        metrics = ", ".join(f"{k} {v}" for k, v in row["metrics"].items()) or "none recorded"
-        typer.echo(f"  metrics: {metrics}")
+        lines = _metric_lines(row["metrics"])
+        typer.echo("  metrics:" + ("" if lines else " none recorded"))
+        for line in lines:
+            typer.echo(f"    {line}")
+
+
+def _metric_lines(metrics: dict[str, Any]) -> list[str]:
+    """One line per protocol: pixel F1 per dataset (the card holds the full table and how it was made)."""
+    lines = []
+    for protocol, block in metrics.items():
+        scores = block.get("scores", []) if isinstance(block, dict) else []
+        figures = ", ".join(f"{s['dataset']} {s['f1']:.3f}" for s in scores if "f1" in s and "dataset" in s)
+        lines.append(f"{protocol}: pixel F1 {figures}" if figures else f"{protocol}: {block}")
+    return lines
 
 
 def _row(card: ModelCard) -> dict[str, Any]:
