@@ -28,6 +28,7 @@ from sitewatch.change import registry
 from sitewatch.change.history import Candidate, Event, Stack, follow
 from sitewatch.change.registry import AUTO
 from sitewatch.change.vectorize import ChangePolygon
+from sitewatch.detect.rules import RuleMatch, evaluate_rules
 from sitewatch.errors import InputError
 from sitewatch.grid import SiteGrid, to_crs
 from sitewatch.ingest.pipeline import scene_masks
@@ -64,6 +65,7 @@ class AnalysisResult:
     skipped: dict[int, str]  # observation id -> reason
     geojson: Path | None
     regions: int = 0  # change regions the pairs gave, before they were followed and merged into changes
+    rule_matches: tuple[RuleMatch, ...] = ()  # watch rules that fired on observations new to them
 
 
 def usable(ws: Workspace, observations: Sequence[Observation]) -> tuple[list[Observation], dict[int, str]]:
@@ -172,7 +174,8 @@ def analyze_site(
         )
     stored = [c for c in ws.catalog.replace_changes(site, name, changes) if c.detector == name]
     geojson = export_changes(ws, site, stored, scenes)
-    return AnalysisResult(site.name, name, len(pairs), stored, skipped, geojson, sum(map(len, found.values())))
+    fired = tuple(evaluate_rules(ws, site.name))
+    return AnalysisResult(site.name, name, len(pairs), stored, skipped, geojson, sum(map(len, found.values())), fired)
 
 
 def _resolve(detector: str, scenes: Sequence[Scene], gsd: float) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from shapely import wkt
 from shapely.geometry.base import BaseGeometry
 
-from sitewatch.catalog.models import Change, Observation, Scene, Site, Zone
+from sitewatch.catalog.models import Change, Detection, Observation, Scene, Site, WatchRule, Zone
 from sitewatch.catalog.schema import MIGRATIONS
 from sitewatch.errors import AlreadyExists, NotFound, WorkspaceError
 
@@ -367,6 +367,114 @@ class Catalog:
         ).fetchall()
         return [_change_from_row(row) for row in rows]
 
+    # detections and watch rules ------------------------------------------------------------------
+
+    def replace_detections(
+        self,
+        site: Site,
+        *,
+        source: str,
+        cls: str,
+        colour: str | None,
+        observation_ids: Sequence[int],
+        detections: Sequence[Detection],
+    ) -> list[Detection]:
+        """Replace the detections of one SOURCE, CLS and COLOUR on OBSERVATION_IDS with a new set, in
+        one transaction, so that searching again does not store the same object twice."""
+        with self.transaction() as conn:
+            for obs_id in observation_ids:
+                conn.execute(
+                    "DELETE FROM detections WHERE site_id = ? AND observation_id = ? AND source = ? AND class = ?"
+                    " AND colour IS ?",
+                    (site.id, obs_id, source, cls, colour),
+                )
+            ids = [self._insert_detection(conn, det) for det in detections]
+        return [self._detection(i) for i in ids]
+
+    @staticmethod
+    def _insert_detection(conn: sqlite3.Connection, det: Detection) -> int:
+        cur = conn.execute(
+            "INSERT INTO detections (site_id, observation_id, class, score, geometry_wkt, colour, length_m,"
+            " width_m, source, attrs) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                det.site_id,
+                det.observation_id,
+                det.cls,
+                det.score,
+                det.geometry.wkt,
+                det.colour,
+                det.length_m,
+                det.width_m,
+                det.source,
+                json.dumps(det.attrs),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _detection(self, detection_id: int) -> Detection:
+        row = self._conn.execute("SELECT * FROM detections WHERE id = ?", (detection_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no detection with id {detection_id}")
+        return _detection_from_row(row)
+
+    def detections(
+        self, site: Site, *, source: str | None = None, observation_id: int | None = None
+    ) -> list[Detection]:
+        """A site's detections, best score first; only those of SOURCE or OBSERVATION_ID if given."""
+        rows = self._conn.execute(
+            "SELECT * FROM detections WHERE site_id = ? AND (? IS NULL OR source = ?)"
+            " AND (? IS NULL OR observation_id = ?) ORDER BY score DESC, id",
+            (site.id, source, source, observation_id, observation_id),
+        ).fetchall()
+        return [_detection_from_row(row) for row in rows]
+
+    def add_rule(self, rule: WatchRule) -> WatchRule:
+        """Store a new watch rule; its name must be free in its site."""
+        with self.transaction() as conn:
+            if conn.execute(
+                "SELECT 1 FROM watch_rules WHERE site_id = ? AND name = ?", (rule.site_id, rule.name)
+            ).fetchone():
+                raise AlreadyExists(f"watch rule {rule.name!r} already exists for this site")
+            conn.execute(
+                "INSERT INTO watch_rules (site_id, name, kind, query, created, seen, last_fired_observation_id)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (
+                    rule.site_id,
+                    rule.name,
+                    rule.kind,
+                    json.dumps(rule.query),
+                    utc_text(rule.created),
+                    json.dumps(sorted(rule.seen)),
+                    rule.last_fired_observation_id,
+                ),
+            )
+        return next(r for r in self.rules(self.site_by_id(rule.site_id)) if r.name == rule.name)
+
+    def rules(self, site: Site) -> list[WatchRule]:
+        """A site's watch rules, by name."""
+        rows = self._conn.execute("SELECT * FROM watch_rules WHERE site_id = ? ORDER BY name", (site.id,)).fetchall()
+        return [_rule_from_row(row) for row in rows]
+
+    def rule_evaluated(
+        self,
+        rule: WatchRule,
+        seen: Sequence[int],
+        fired: int | None,
+        detections: Sequence[Detection] = (),
+    ) -> WatchRule:
+        """Record that RULE has now seen SEEN (replacing its set), the last observation it FIRED on
+        (None: unchanged), and store its DETECTIONS, all in one transaction."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE watch_rules SET seen = ?, last_fired_observation_id = COALESCE(?, last_fired_observation_id)"
+                " WHERE id = ?",
+                (json.dumps(sorted(set(seen))), fired, rule.id),
+            )
+            for det in detections:
+                self._insert_detection(conn, det)
+        row = self._conn.execute("SELECT * FROM watch_rules WHERE id = ?", (rule.id,)).fetchone()
+        return _rule_from_row(row)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """A read-only query, for reports and tests."""
         return self._conn.execute(sql, params).fetchall()
@@ -446,4 +554,33 @@ def _change_from_row(row: sqlite3.Row) -> Change:
         unseen=tuple(parse_utc(text) for text in json.loads(row["unseen"])),
         ended=None if row["ended"] is None else parse_utc(row["ended"]),
         history=tuple((int(obs_id), str(state)) for obs_id, state in json.loads(row["history"])),
+    )
+
+
+def _detection_from_row(row: sqlite3.Row) -> Detection:
+    return Detection(
+        site_id=row["site_id"],
+        observation_id=row["observation_id"],
+        cls=row["class"],
+        score=row["score"],
+        geometry=_geom(row["geometry_wkt"]),
+        length_m=row["length_m"],
+        width_m=row["width_m"],
+        source=row["source"],
+        colour=row["colour"],
+        attrs=json.loads(row["attrs"]),
+        id=row["id"],
+    )
+
+
+def _rule_from_row(row: sqlite3.Row) -> WatchRule:
+    return WatchRule(
+        site_id=row["site_id"],
+        name=row["name"],
+        kind=row["kind"],
+        query=json.loads(row["query"]),
+        created=parse_utc(row["created"]),
+        seen=tuple(int(i) for i in json.loads(row["seen"])),
+        last_fired_observation_id=row["last_fired_observation_id"],
+        id=row["id"],
     )

@@ -128,3 +128,43 @@ class Change:
     #: (observation id, state) for every observation of the site in time order: "before",
     #: "after", "other" or "unseen" (see :mod:`sitewatch.change.history`).
     history: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Detection:
+    """An object found in one observation: class, oriented box, score and, where judged, colour.
+
+    Every way of finding objects shares this record: ``find`` (a colour and size search, class
+    ``colour-match``) and the learned detectors (``small-vehicle``, ``large-vehicle``, ...), told
+    apart by SOURCE.
+    """
+
+    site_id: int
+    observation_id: int
+    cls: str  # "colour-match" for find results; "small-vehicle", "large-vehicle", "container", ...
+    score: float  # 0..1
+    geometry: BaseGeometry  # oriented box, site grid CRS (metres)
+    length_m: float  # long side of the box
+    width_m: float  # short side
+    source: str  # "find", or the detector's name
+    colour: str | None = None  # colour name ("red"), where judged
+    attrs: dict[str, Any] = field(default_factory=dict)  # zone, measured Lab, query, rule, ...
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class WatchRule:
+    """A saved query that fires when a new observation of its site matches.
+
+    SEEN holds the observations already evaluated (the search it was saved from included), so a
+    rule fires once per observation, however often it is evaluated.
+    """
+
+    site_id: int
+    name: str  # unique per site
+    kind: str  # "find"
+    query: dict[str, Any]  # the search, as :meth:`sitewatch.detect.find.Query.to_json` writes it
+    created: datetime
+    seen: tuple[int, ...] = ()
+    last_fired_observation_id: int | None = None
+    id: int | None = None

@@ -98,4 +98,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE changes ADD COLUMN ended TEXT;
     ALTER TABLE changes ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
     """,
+    """
+    CREATE TABLE detections (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        observation_id INTEGER NOT NULL REFERENCES observations(id) ON DELETE CASCADE,
+        class TEXT NOT NULL,
+        score REAL NOT NULL,
+        geometry_wkt TEXT NOT NULL,
+        colour TEXT,
+        length_m REAL NOT NULL,
+        width_m REAL NOT NULL,
+        source TEXT NOT NULL,
+        attrs TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX detections_by_observation ON detections (site_id, observation_id, source);
+    CREATE TABLE watch_rules (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('find')),
+        query TEXT NOT NULL,
+        created TEXT NOT NULL,
+        seen TEXT NOT NULL DEFAULT '[]',
+        last_fired_observation_id INTEGER REFERENCES observations(id) ON DELETE SET NULL,
+        UNIQUE (site_id, name)
+    );
+    """,
 )

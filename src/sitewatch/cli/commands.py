@@ -15,6 +15,7 @@ MODULES: tuple[str, ...] = (
     "sitewatch.cli.register",
     "sitewatch.cli.analyze",
     "sitewatch.cli.activity",
+    "sitewatch.cli.find",
     "sitewatch.cli.report",
     "sitewatch.cli.eval",
     "sitewatch.cli.demo",
