@@ -119,7 +119,7 @@ def analyze_site(
     coarsest = grid.gsd_at(max((obs.level for obs in observations), default=0))
     name = _resolve(detector, [scenes[obs.id or 0] for obs in observations], coarsest)
     method = get_detector(name)()
-    rgb = _rgb(scenes[observations[0].id or 0]) if observations else None
+    rgb = scenes[observations[0].id or 0].rgb if observations else None
     bands = list(rgb) if method.bands == "rgb" and rgb is not None else None
     pairs = list(itertools.pairwise(observations))
     masked: dict[tuple[int, int], Layer] = {}
@@ -185,20 +185,12 @@ def _resolve(detector: str, scenes: Sequence[Scene], gsd: float) -> str:
         InputError: If the detector cannot run on these scenes (wrong bands, GSD out of range, no model).
     """
     band_count = min((scene.bands for scene in scenes), default=1)
-    has_rgb = bool(scenes) and all(_rgb(scene) is not None for scene in scenes)
+    has_rgb = bool(scenes) and all(scene.rgb is not None for scene in scenes)
     name = registry.resolve(detector, band_count, has_rgb, gsd)
     why = registry.valid_for(registry.get(name), band_count, has_rgb, gsd) if scenes else None
     if why is not None:
         raise InputError(f"detector {name!r}", why)
     return name
-
-
-def _rgb(scene: Scene) -> tuple[int, int, int] | None:
-    """Indexes of the red, green and blue bands of SCENE, where its band names say which they are."""
-    names = [name.strip().lower() for name in scene.band_names]
-    if all(colour in names for colour in ("red", "green", "blue")):
-        return (names.index("red"), names.index("green"), names.index("blue"))
-    return None
 
 
 def _change(

@@ -46,7 +46,7 @@ from rasterio.features import rasterize
 from shapely.geometry.base import BaseGeometry
 
 from sitewatch.activity.series import BaselineSettings, SeriesAnalysis, analyse
-from sitewatch.catalog.models import Observation, Scene, Site
+from sitewatch.catalog.models import Observation, Site
 from sitewatch.change.history import HistorySettings
 from sitewatch.errors import NotFound
 from sitewatch.grid import SiteGrid, to_crs
@@ -242,7 +242,7 @@ def activity_index(
 
     settings = settings or IndexSettings()
     site = ws.catalog.site(site_name)
-    chosen = _zones(site, zones)
+    chosen = chosen_zones(site, zones)
     if align:
         from sitewatch.align.stage import align_site
 
@@ -302,7 +302,7 @@ def activity_index(
     )
 
 
-def _zones(site: Site, names: Sequence[str] | None) -> tuple[str, ...]:
+def chosen_zones(site: Site, names: Sequence[str] | None) -> tuple[str, ...]:
     """The zones to compute, in the site's order.
 
     Raises:
@@ -328,14 +328,6 @@ def _reference(observations: Sequence[Observation]) -> Observation:
     return next((o for o in observations if o.align_status == "reference"), observations[0])
 
 
-def _rgb(scene: Scene) -> tuple[int, int, int] | None:
-    """Indexes of the red, green and blue bands, where the scene's band names say which they are."""
-    names = [name.strip().lower() for name in scene.band_names]
-    if all(colour in names for colour in ("red", "green", "blue")):
-        return names.index("red"), names.index("green"), names.index("blue")
-    return None
-
-
 class _Stack:
     """A site's usable observations as log radiometry on the working grid, read as the background
     window reaches them and dropped once it has passed (memory: one window of dates)."""
@@ -359,7 +351,7 @@ class _Stack:
         pixels, clear = self.reference
         medians = [float(np.median(band[clear])) if clear.any() else 1.0 for band in pixels]
         self.offsets = np.asarray([max(settings.log_offset * m, 1e-6) for m in medians], np.float32)[:, None, None]
-        self.rgb = _rgb(self.scenes[reference.id or 0])
+        self.rgb = self.scenes[reference.id or 0].rgb
         self.logs: dict[int, tuple[Image, Mask]] = {}
         self.window: tuple[int, int] | None = None
         self.background = np.zeros(0, np.float32)
@@ -407,7 +399,7 @@ class _Stack:
         obs = self.observations[t]
         pixels, clear = self._read(obs)
         reference, ref_clear = self.reference
-        stored = _stored_fit(obs, len(pixels)) if self.aligned else None
+        stored = stored_fit(obs, len(pixels)) if self.aligned else None
         if stored is not None:
             gains, offsets = stored
             pixels = pixels * gains + offsets
@@ -447,7 +439,7 @@ class _Stack:
         return shadow
 
 
-def _stored_fit(obs: Observation, bands: int) -> tuple[Image, Image] | None:
+def stored_fit(obs: Observation, bands: int) -> tuple[Image, Image] | None:
     """The per-band gain and offset onto the reference that alignment recorded for OBS, where every
     band got a line (reusing it saves an IR-MAD fit per date); None otherwise."""
     radiometry = (obs.alignment or {}).get("radiometry") or {}

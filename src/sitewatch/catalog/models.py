@@ -67,6 +67,14 @@ class Scene:
     masks: tuple[tuple[str, Path], ...] = ()  # sensor-provided masks: (kind, store path)
     id: int | None = None
 
+    @property
+    def rgb(self) -> tuple[int, int, int] | None:
+        """Indexes of the red, green and blue bands, where the band names say which they are."""
+        names = [name.strip().lower() for name in self.band_names]
+        if all(colour in names for colour in ("red", "green", "blue")):
+            return (names.index("red"), names.index("green"), names.index("blue"))
+        return None
+
 
 @dataclass(frozen=True)
 class Observation:

@@ -290,13 +290,13 @@ def search(ws: Workspace, site_name: str, query: Query, *, limit: int = 10, chip
         NotFound: If the site, or the zone asked for, does not exist.
         UnknownName: If the colour is not a known name.
     """
-    from sitewatch.activity.index import _zones
+    from sitewatch.activity.index import chosen_zones
     from sitewatch.analyze import usable
 
     query = replace(query, colour=colour_range(query.colour).name)
     site = ws.catalog.site(site_name)
     if query.zone is not None:
-        _zones(site, [query.zone])
+        chosen_zones(site, [query.zone])
     observations = [
         obs
         for obs in ws.catalog.observations(site)
@@ -327,7 +327,7 @@ def search(ws: Workspace, site_name: str, query: Query, *, limit: int = 10, chip
 
 def search_observation(ws: Workspace, site: Site, obs: Observation, query: Query) -> tuple[list[Detection], str | None]:
     """The detections QUERY finds in one observation (not stored), or why it cannot be searched."""
-    from sitewatch.activity.index import _rgb, _stored_fit
+    from sitewatch.activity.index import stored_fit
     from sitewatch.ingest.pipeline import scene_masks
     from sitewatch.masks import quality_masks
     from sitewatch.observations import read_layer, read_sensor_masks
@@ -337,7 +337,7 @@ def search_observation(ws: Workspace, site: Site, obs: Observation, query: Query
     if not resolvable(gsd, query.length):
         return [], f"not resolvable at this GSD ({gsd:g} m: {query.length} is under {MIN_RESOLVABLE_PX:g} pixels)"
     scene = ws.catalog.scene(obs.scene_id)
-    rgb = _rgb(scene)
+    rgb = scene.rgb
     if rgb is None:
         return [], "no red, green and blue bands named in the scene"
     raw = read_layer(ws, obs, grid, obs.level)
@@ -347,7 +347,7 @@ def search_observation(ws: Workspace, site: Site, obs: Observation, query: Query
         raw.pixels, raw.valid, dtype=scene.dtype, band_names=scene.band_names, gsd=gsd, sensor=sensor
     )
     pixels = raw.pixels
-    fit = _stored_fit(obs, len(pixels))
+    fit = stored_fit(obs, len(pixels))
     if fit is not None:  # onto the reference's radiometry, as the activity index does
         pixels = pixels * fit[0] + fit[1]
     inside = _zone_shapes(site)
