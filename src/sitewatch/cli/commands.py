@@ -16,6 +16,7 @@ MODULES: tuple[str, ...] = (
     "sitewatch.cli.analyze",
     "sitewatch.cli.activity",
     "sitewatch.cli.find",
+    "sitewatch.cli.detect",
     "sitewatch.cli.report",
     "sitewatch.cli.eval",
     "sitewatch.cli.demo",
