@@ -14,13 +14,13 @@ CHECK_CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "tools" / "ch
 
 @pytest.mark.datasets
 @pytest.mark.slow
-def test_change_and_register_contracts_hold() -> None:
+def test_change_register_and_detect_contracts_hold() -> None:
     if not CHECK_CONTRACTS.is_file():
         pytest.skip(f"{CHECK_CONTRACTS} not found (../shared lives beside the checkout)")
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
     p = subprocess.run(
-        [sys.executable, str(CHECK_CONTRACTS), "change", "register"],
+        [sys.executable, str(CHECK_CONTRACTS), "change", "register", "detect"],
         capture_output=True,
         text=True,
         env=env,
