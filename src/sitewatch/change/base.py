@@ -139,6 +139,27 @@ class ChangeDetector(ABC):
         return ChangeResult(probability=probability, mask=mask)
 
 
+def rgb_input(image: np.ndarray, detector: str) -> np.ndarray:
+    """IMAGE as red, green, blue for an RGB detector: three bands as given (callers reduce
+    multispectral data first, see :meth:`sitewatch.change.pair.ImagePair.as_rgb`), a full Sentinel-2
+    stack's B04, B03, B02, or one band repeated (panchromatic).
+
+    Raises:
+        ValueError: For any other band count.
+    """
+    import numpy as np
+
+    from sitewatch.io.bands import S2_BANDS
+
+    if image.shape[0] == 3:
+        return image
+    if image.shape[0] == len(S2_BANDS):
+        return image[[S2_BANDS.index(name) for name in ("B04", "B03", "B02")]]
+    if image.shape[0] == 1:
+        return np.repeat(image, 3, axis=0)
+    raise ValueError(f"{detector} needs red, green and blue bands, got {image.shape[0]} band(s)")
+
+
 def warn_if_gsd_unknown(detector: str, gsd: float | None) -> None:
     """Say, once per run, that DETECTOR works in pixels because the GSD is unknown."""
     if gsd is None:

@@ -33,10 +33,9 @@ from typing import TYPE_CHECKING, ClassVar
 import cv2
 import numpy as np
 
-from sitewatch.change.base import ChangeDetector
+from sitewatch.change.base import ChangeDetector, rgb_input
 from sitewatch.change.registry import register
 from sitewatch.change.stats import MAD_TO_STD, magnitude_score, noise_threshold, smooth
-from sitewatch.io.bands import S2_BANDS
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -54,8 +53,6 @@ CHUNK_MARGIN_PX = 64
 _SAMPLE = 1 << 20
 #: ... and per feature channel, of which there are a hundred or more.
 _SAMPLE_PER_CHANNEL = 1 << 16
-#: A Sentinel-2 stack in ``S2_BANDS`` order (what band folders give) is read as B04, B03, B02.
-_S2_RGB = [S2_BANDS.index(b) for b in ("B04", "B03", "B02")]
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ class DeepCva(ChangeDetector):
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, gsd: float | None) -> None:
         """Per-band scaling of each date, per-channel spread of the feature differences, threshold."""
-        rgb_before, rgb_after = _rgb(before), _rgb(after)
+        rgb_before, rgb_after = rgb_input(before, self.name), rgb_input(after, self.name)
         low, high = self.settings.clip_percentiles
         ranges = (_band_range(rgb_before, valid, low, high), _band_range(rgb_after, valid, low, high))
         scaled = (_scaled(rgb_before, ranges[0]), _scaled(rgb_after, ranges[1]))
@@ -140,7 +137,10 @@ class DeepCva(ChangeDetector):
         """0.5 at the threshold, near 1 at twice it: ranks pixels as the fused magnitude does."""
         if self._fitted is None:
             raise RuntimeError("DeepCva.score called before fit")
-        scaled = (_scaled(_rgb(before), self._fitted.before), _scaled(_rgb(after), self._fitted.after))
+        scaled = (
+            _scaled(rgb_input(before, self.name), self._fitted.before),
+            _scaled(rgb_input(after, self.name), self._fitted.after),
+        )
         last, self._last = self._last, None
         if last is not None and last[0] is before and last[1] is after:
             differences = last[2]
@@ -223,19 +223,6 @@ def _extractor() -> tuple[onnxruntime.InferenceSession, int]:
 
     card = find(MODEL)
     return load_session(card), int(card.metadata["input"]["multiple_of"])
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """IMAGE's red, green and blue bands: three bands as they are, a Sentinel-2 stack's B04, B03, B02.
-
-    Raises:
-        ValueError: For any other band count (callers reduce multispectral input first).
-    """
-    if image.shape[0] == 3:
-        return image
-    if image.shape[0] == len(S2_BANDS):
-        return image[_S2_RGB]
-    raise ValueError(f"deepcva needs red, green and blue bands, got {image.shape[0]} band(s)")
 
 
 def _band_range(image: np.ndarray, valid: np.ndarray, low: float, high: float) -> np.ndarray:

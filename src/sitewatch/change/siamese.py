@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from sitewatch.change.base import ChangeDetector
+from sitewatch.change.base import ChangeDetector, rgb_input
 from sitewatch.change.registry import register
 from sitewatch.errors import InputError, NotFound
 
@@ -52,20 +52,6 @@ TERMS = (
     "non-commercial research use only (trained on LEVIR-CD: academic/research use only; "
     "SZTAKI AirChange: free for scientific use; OSCD labels: CC BY-NC-SA 4.0)"
 )
-
-
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """IMAGE as red, green, blue: three bands as given (callers reduce multispectral data first, see
-    :meth:`sitewatch.change.pair.ImagePair.as_rgb`), one band repeated (panchromatic).
-
-    Raises:
-        ValueError: For any other band count.
-    """
-    if image.shape[0] == 3:
-        return image
-    if image.shape[0] == 1:
-        return np.repeat(image, 3, axis=0)
-    raise ValueError(f"the siamese detector needs red, green and blue; got {image.shape[0]} bands")
 
 
 def date_stats(image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -145,7 +131,9 @@ class Siamese(ChangeDetector):
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, gsd: float | None) -> None:
         """Per-band statistics of each date over the pair's valid pixels."""
-        self._fitted = _Fitted(date_stats(to_rgb(before), valid), date_stats(to_rgb(after), valid))
+        self._fitted = _Fitted(
+            date_stats(rgb_input(before, self.name), valid), date_stats(rgb_input(after, self.name), valid)
+        )
 
     def score(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray, gsd: float | None) -> np.ndarray:
         """The network's sigmoid output: a change probability, 0 where VALID is false."""
@@ -153,8 +141,8 @@ class Siamese(ChangeDetector):
 
         if self._fitted is None:
             raise RuntimeError("Siamese.score called before fit")
-        a = normalise(to_rgb(before), self._fitted.before)
-        b = normalise(to_rgb(after), self._fitted.after)
+        a = normalise(rgb_input(before, self.name), self._fitted.before)
+        b = normalise(rgb_input(after, self.name), self._fitted.after)
         a[:, ~valid] = 0.0
         b[:, ~valid] = 0.0
         rows, cols = valid.shape
