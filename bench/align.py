@@ -15,9 +15,7 @@ choice). Both run in this process on the same arrays, alternating, REPEATS times
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,10 +24,9 @@ import numpy as np
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
-from bench import DEFAULT_DATASETS, add_source_options
+from bench import DEFAULT_DATASETS, add_source_options, print_result
 from sitewatch.align import register
 from sitewatch.align.represent import luminance
-from sitewatch.errors import SitewatchError
 from sitewatch.io.raster import read_array
 
 #: The real scene the pair is cut from, inside the shared datasets.
@@ -193,15 +190,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the pair, measure, print; a refused input file is one line on stderr."""
-    try:
-        result = measure(
+    return print_result(
+        lambda: measure(
             args.size,
             tuple(args.shift),
             repeats=args.repeats,
             datasets=None if args.no_datasets else args.datasets,
-        )
-    except SitewatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result.to_dict()) if args.json else format_table(result))
-    return 0
+        ),
+        args.json,
+        format_table,
+    )

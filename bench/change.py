@@ -16,10 +16,8 @@ skipped with a note. Target for a learned detector: at least 2 MP/s per core and
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -31,12 +29,12 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from bench import DEFAULT_DATASETS, add_source_options
+from bench import DEFAULT_DATASETS, add_source_options, print_result
 from bench.align import JOPLIN_PRE, generated_texture
 from bench.ingest import _peak_rss_bytes, _status_bytes
 from sitewatch.change import registry
 from sitewatch.change.tiled import detect_rasters
-from sitewatch.errors import SitewatchError, UnknownName
+from sitewatch.errors import UnknownName
 from sitewatch.io.raster import read_array
 
 #: Where generated pairs are kept between runs (ignored by git).
@@ -236,16 +234,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build or reuse the pair, measure, print; a refused input is one line on stderr."""
-    try:
-        result = measure(
+    return print_result(
+        lambda: measure(
             args.size,
             detectors=tuple(args.detector or DETECTORS),
             tile=args.tile,
             cache=args.cache,
             datasets=None if args.no_datasets else args.datasets,
-        )
-    except SitewatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result.to_dict()) if args.json else format_table(result))
-    return 0
+        ),
+        args.json,
+        format_table,
+    )

@@ -15,7 +15,6 @@ is the ingest's own peak on top of the imports; the child's peak after all runs 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import resource
@@ -39,9 +38,8 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
-from bench import add_source_options
+from bench import add_source_options, print_result
 from sitewatch.catalog.models import Site
-from sitewatch.errors import SitewatchError
 from sitewatch.ingest.pipeline import ingest
 from sitewatch.ingest.sources import SceneSource
 from sitewatch.io.raster import georef_of, gsd_of, open_raster, require_georef
@@ -325,10 +323,4 @@ def run(args: argparse.Namespace) -> int:
         else:
             datasets = None if args.no_datasets else args.datasets
             files = default_files(Path(scenes), datasets, count=args.count, size=args.size, seed=args.seed)
-        try:
-            result = measure(files, repeats=args.repeats, workdir=args.workdir)
-        except SitewatchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    print(json.dumps(result.to_dict()) if args.json else format_table(result))
-    return 0
+        return print_result(lambda: measure(files, repeats=args.repeats, workdir=args.workdir), args.json, format_table)
