@@ -313,6 +313,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the generated scenes (0).")
     parser.add_argument("--repeats", type=int, default=3, help="Measurements per phase; medians reported (3).")
     add_source_options(parser, "Generated scenes")
+    parser.add_argument("--workdir", type=Path, help="Folder for generated scenes and workspaces (default: temp).")
 
 
 def run(args: argparse.Namespace) -> int:
