@@ -14,10 +14,11 @@ state-of-the-art detector; expect false alarms on roofs, road markings and stree
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
+
+from sitewatch.detect.base import LARGE, SMALL, ObjectDetector, register
+from sitewatch.detect.boxes import Detection
 
 #: Working resolution in metres per pixel.
 WORK_GSD_M = 0.5
@@ -31,8 +32,6 @@ THRESHOLD_SIGMAS = 3.0
 SPLIT_FACTOR = 1.6
 SPLIT_LEVELS = 2
 
-SMALL = "small-vehicle"
-LARGE = "large-vehicle"
 CLASSES: tuple[str, ...] = (SMALL, LARGE)
 
 #: (class, (min length, max length), (min width, max width)) in metres.
@@ -42,13 +41,19 @@ SIZE_RULES: tuple[tuple[str, tuple[float, float], tuple[float, float]], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class VehicleDetection:
-    """One vehicle: oriented box corners (x, y) in image pixel coordinates, in order around the box."""
+@register
+class ClassicVehicles(ObjectDetector):
+    """The training-free baseline as a registered detector (``--detector classic``)."""
 
-    corners: tuple[tuple[float, float], ...]
-    cls: str
-    score: float
+    name = "classic"
+    classes = CLASSES
+    work_gsd = WORK_GSD_M
+    max_gsd = MAX_GSD_M
+    context_px = 32
+
+    def detect_tile(self, rgb: np.ndarray) -> list[Detection]:
+        """Vehicles in one tile at the working GSD."""
+        return detect_vehicles(rgb, self.work_gsd)
 
 
 def resolvable(gsd: float) -> bool:
@@ -82,7 +87,7 @@ def classify(length_m: float, width_m: float) -> str | None:
     return None
 
 
-def detect_vehicles(image: np.ndarray, gsd: float) -> list[VehicleDetection]:
+def detect_vehicles(image: np.ndarray, gsd: float) -> list[Detection]:
     """Vehicles in ``(bands, rows, cols)`` IMAGE of GSD metres per pixel, best score first.
 
     Returns an empty list when the GSD is too coarse to resolve vehicles (see :func:`resolvable`).
@@ -107,7 +112,7 @@ def detect_vehicles(image: np.ndarray, gsd: float) -> list[VehicleDetection]:
     mad = float(np.median(np.abs(diff - np.median(diff))))
     noise = max(1.4826 * mad, 2.0)
     threshold = THRESHOLD_SIGMAS * noise
-    detections: list[VehicleDetection] = []
+    detections: list[Detection] = []
     for sign in (1.0, -1.0):
         mask = np.asarray(diff * sign > threshold, dtype=np.uint8)
         detections.extend(_components(mask, diff * sign, noise, threshold, work_gsd, (fx, fy)))
@@ -160,7 +165,7 @@ def _components(
     scale: tuple[float, float],
     offset: tuple[int, int] = (0, 0),
     depth: int = 0,
-) -> list[VehicleDetection]:
+) -> list[Detection]:
     """Vehicles among MASK's blobs; a blob that fits no vehicle (touching cars, a car beside a
     kerb) is split by thresholding it again higher, up to SPLIT_LEVELS times."""
     fx, fy = scale
@@ -168,7 +173,7 @@ def _components(
     px_area = work_gsd * work_gsd
     min_area = 3.0 * 1.4 * 0.5 / px_area
     max_area = 20.0 * 4.0 / px_area
-    out: list[VehicleDetection] = []
+    out: list[Detection] = []
     for label in range(1, count):
         area = int(stats[label, cv2.CC_STAT_AREA])
         if area < min_area or area > 6 * max_area:
@@ -195,5 +200,5 @@ def _components(
         score = float(np.clip(0.2 + 0.5 * strength + 0.3 * fill, 0.0, 1.0) * min(1.0, fill / 0.5))
         points = cv2.boxPoints(((cx, cy), (length, width), angle))
         corners = tuple(((float(x) + 0.5) * fx - 0.5, (float(y) + 0.5) * fy - 0.5) for x, y in points)
-        out.append(VehicleDetection(corners=corners, cls=cls, score=round(score, 4)))
+        out.append(Detection(corners=corners, cls=cls, score=round(score, 4)))
     return out
