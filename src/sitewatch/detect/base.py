@@ -73,8 +73,7 @@ def register(cls: type[ObjectDetector]) -> type[ObjectDetector]:
 
 
 def _load_builtins() -> None:
-    import sitewatch.detect.model  # noqa: F401  (registers "vehicles-net")
-    import sitewatch.detect.vehicles  # noqa: F401  (registers "classic")
+    pass  # registers "learned"
 
 
 def names() -> list[str]:

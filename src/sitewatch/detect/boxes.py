@@ -91,8 +91,8 @@ def suppress(detections: Sequence[Detection], iou: float = 0.3, per_class: bool 
         if removed[i]:
             continue
         kept.append(detection)
-        for j in tree.query(polygons[i]):
-            j = int(j)
+        for hit in tree.query(polygons[i]):
+            j = int(hit)
             if j <= i or removed[j] or (per_class and order[j].cls != detection.cls):
                 continue
             if oriented_iou(detection.corners, order[j].corners) > iou:

@@ -118,8 +118,8 @@ def detect_file(
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
-    from sitewatch.io.bands import rgb_indices
     from sitewatch.errors import GeoreferenceError
+    from sitewatch.io.bands import rgb_indices
     from sitewatch.io.raster import georef_of, gsd_of, open_raster
 
     with open_raster(path) as src:
@@ -156,8 +156,7 @@ def detect_windows(
     classes = detector.classes
     if not detector.resolvable(gsd):
         reason = (
-            f"GSD {gsd:.2f} m is coarser than {detector.max_gsd} m: {detector.name} cannot resolve "
-            f"{', '.join(classes)}"
+            f"GSD {gsd:.2f} m is coarser than {detector.max_gsd} m: {detector.name} cannot resolve {', '.join(classes)}"
         )
         return SlicedResult([], gsd, False, reason, 0, classes)
     rows, cols = shape
