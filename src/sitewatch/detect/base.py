@@ -9,6 +9,7 @@ job, so a classic baseline and a learned model are run, evaluated and benchmarke
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -72,8 +73,13 @@ def register(cls: type[ObjectDetector]) -> type[ObjectDetector]:
     return cls
 
 
+#: Modules whose import registers the built-in detectors.
+_BUILTIN_MODULES = ("sitewatch.detect.model", "sitewatch.detect.vehicles")
+
+
 def _load_builtins() -> None:
-    pass  # registers "learned"
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def names() -> list[str]:

@@ -136,7 +136,8 @@ def detect_file(
         stats = scaling(sample)
 
         def read(row0: int, col0: int, rows: int, cols: int) -> np.ndarray:
-            return src.read(bands, window=Window(col0, row0, cols, rows))
+            window: np.ndarray = src.read(bands, window=Window(col0, row0, cols, rows))
+            return window
 
         return detect_windows(read, (src.height, src.width), gsd, detector, stats, slice_px)
 
