@@ -20,8 +20,8 @@ needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reas
 
 def _tiny() -> dict[str, Any]:
     """Settings of a run of a few seconds: two steps of two 64 px samples."""
-    from sitewatch.train.change import TrainSettings
     from sitewatch.train.data import Augment
+    from sitewatch.train.loop import TrainSettings
 
     return {"settings": TrainSettings(steps=2, batch=2, warmup=1, threads=2), "augment": Augment(crop=64)}
 

@@ -47,7 +47,8 @@ def change(
     """Train the siamese change detector on the labelled pairs under --data and export it as ONNX."""
     if importlib.util.find_spec("torch") is None:
         raise MissingExtra("sitewatch train needs the training extra: pip install 'sitewatch[train]'")
-    from sitewatch.train.change import StepDone, TrainSettings, score_model, train, train_folds
+    from sitewatch.train.change import score_model, train, train_folds
+    from sitewatch.train.loop import StepDone, TrainSettings
 
     if fold is not None and not 0 <= fold < folds:
         raise typer.BadParameter(f"--fold must be below --folds ({folds})", param_hint="--fold")
@@ -72,3 +73,61 @@ def change(
     path = train(out, data, settings=settings, command=command, on_progress=report)
     score_model(out, data, folds_root)
     typer.echo(path)
+
+
+@train_app.command("detect")
+def detect(
+    data: Annotated[
+        Path, typer.Option("--data", help="Folder searched for DOTA images (images/ beside labelTxt/).")
+    ] = Path("../shared/datasets/dota"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for vehicle-detector.onnx, .json and .md.")] = Path("."),
+    folds: Annotated[
+        int, typer.Option("--folds", min=0, help="Train K models into OUT/fold-I, each leaving out every K-th image.")
+    ] = 0,
+    fold: Annotated[int | None, typer.Option("--fold", min=0, help="With --folds: train only fold I.")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 900,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")] = 12,
+    crop: Annotated[int, typer.Option("--crop", min=64, help="Crop side in pixels (multiple of 16).")] = 256,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", min=0.1, help="Stop the steps after M minutes of training.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampling and initialisation.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads.")] = 2,
+) -> None:
+    """Train the oriented vehicle and container detector on DOTA images under --data; export it as ONNX."""
+    if importlib.util.find_spec("torch") is None:
+        raise MissingExtra("sitewatch train needs the training extra: pip install 'sitewatch[train]'")
+    from dataclasses import replace
+
+    from sitewatch.train.detect import DETECT_SETTINGS, fold_split, train
+    from sitewatch.train.detect_data import Augment
+    from sitewatch.train.loop import StepDone
+
+    if fold is not None and not 0 <= fold < folds:
+        raise typer.BadParameter(f"--fold must be below --folds ({folds})", param_hint="--fold")
+    if crop % 16:
+        raise typer.BadParameter("--crop must be a multiple of 16", param_hint="--crop")
+    settings = replace(DETECT_SETTINGS, steps=steps, batch=batch, seed=seed, threads=threads, minutes=minutes)
+    augment = Augment(crop=crop)
+    base = ["sitewatch", "train", "detect", "--data", str(data), "--seed", str(seed), "--steps", str(steps)]
+    base += ["--batch", str(batch), "--crop", str(crop), "--threads", str(threads)]
+    if minutes is not None:
+        base += ["--minutes", f"{minutes:g}"]
+
+    def report(event: StepDone) -> None:
+        if event.step % 25 == 0 or event.step == event.total:
+            typer.echo(f"step {event.step}/{event.total} loss {event.loss:.4f} {event.seconds:.0f} s", err=True)
+
+    runs: list[tuple[Path, list[str], list[str]]] = [(out, [], [*base, "--out", str(out)])]
+    if folds:
+        runs = [
+            (
+                out / f"fold-{i}",
+                fold_split(data, folds, i),
+                [*base, "--out", str(out), "--folds", str(folds), "--fold", str(i)],
+            )
+            for i in (range(folds) if fold is None else [fold])
+        ]
+    for folder, exclude, command in runs:
+        path = train(folder, data, exclude, settings, augment, command=shlex.join(command), on_progress=report)
+        typer.echo(path)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from sitewatch.errors import SitewatchError
 from sitewatch.eval.change import Score, find_pairs
 from sitewatch.io.files import atomic_path
 from sitewatch.train.data import GSD_M, Augment, Sampler, held_out, load_sources
+from sitewatch.train.loop import StepDone, TrainSettings, optimise
 from sitewatch.train.model import DECODER_WIDTHS, FROZEN_STRIDE, SiameseChange, build
 
 log = logging.getLogger(__name__)
@@ -38,37 +37,6 @@ EXPORT_TOLERANCE = 1e-3
 
 class ExportError(SitewatchError):
     """The exported ONNX model does not compute what the PyTorch model computes."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """One training run; the defaults trained the shipped model.
-
-    ``minutes`` caps the wall time of the steps, and the cosine schedule then follows the clock too,
-    so a stopped run still ends at a low learning rate; such a run depends on the machine's speed,
-    and its metadata records the steps it did.
-    """
-
-    steps: int = 700
-    batch: int = 8
-    learning_rate: float = 1e-3
-    encoder_lr_factor: float = 0.3  # the pretrained stages move slower than the new decoder
-    weight_decay: float = 1e-4
-    warmup: int = 30
-    seed: int = 0
-    threads: int = 2
-    minutes: float | None = None
-    pretrained: bool = True
-
-
-@dataclass(frozen=True)
-class StepDone:
-    """Progress event: one optimiser step finished."""
-
-    step: int
-    total: int
-    loss: float
-    seconds: float
 
 
 def loss_fn(logit: torch.Tensor, label: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -117,7 +85,15 @@ def train(
     sources = load_sources(data_root, exclude)
     sampler = Sampler(sources, augment, seed=settings.seed)
     model = build(settings.pretrained)
-    losses, seconds = _optimise(model, sampler, settings, on_progress)
+
+    def next_loss() -> torch.Tensor:
+        batch = sampler.batch(settings.batch)
+        before, after, label, weight = (
+            torch.from_numpy(x) for x in (batch.before, batch.after, batch.label, batch.weight)
+        )
+        return loss_fn(model(before, after), label, weight)
+
+    losses, seconds = optimise(model, next_loss, settings, on_progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{MODEL_NAME}.onnx"
     export_onnx(model, path)
@@ -155,58 +131,6 @@ def train(
     }
     write_metadata(out_dir, metadata)
     return path
-
-
-def _optimise(
-    model: SiameseChange,
-    sampler: Sampler,
-    settings: TrainSettings,
-    on_progress: Callable[[StepDone], None] | None,
-) -> tuple[list[float], float]:
-    """Run the steps (or until ``minutes``); the losses and the seconds taken."""
-    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
-    decoder = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": encoder, "lr": settings.learning_rate * settings.encoder_lr_factor},
-            {"params": decoder, "lr": settings.learning_rate},
-        ],
-        weight_decay=settings.weight_decay,
-    )
-
-    start = time.perf_counter()
-
-    def schedule(step: int) -> float:
-        """Warm-up, then cosine over the steps or, with a time budget, over whichever runs out first."""
-        if step < settings.warmup:
-            return (step + 1) / settings.warmup
-        progress = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
-        if settings.minutes is not None:
-            progress = max(progress, (time.perf_counter() - start) / (settings.minutes * 60))
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    model.train()
-    losses: list[float] = []
-    for step in range(settings.steps):
-        batch = sampler.batch(settings.batch)
-        before, after, label, weight = (
-            torch.from_numpy(x) for x in (batch.before, batch.after, batch.label, batch.weight)
-        )
-        loss = loss_fn(model(before, after), label, weight)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-        elapsed = time.perf_counter() - start
-        if on_progress is not None:
-            on_progress(StepDone(step + 1, settings.steps, losses[-1], elapsed))
-        if settings.minutes is not None and elapsed > settings.minutes * 60:
-            log.warning("time budget of %s min reached after %d steps", settings.minutes, step + 1)
-            break
-    model.eval()
-    return losses, time.perf_counter() - start
 
 
 def export_onnx(model: SiameseChange, path: Path) -> None:

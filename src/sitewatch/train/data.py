@@ -299,22 +299,7 @@ class Sampler:
         return moved, inside
 
     def _photometric(self, image: np.ndarray) -> np.ndarray:
-        """One date's own look: gain per band, brightness, gamma, saturation, haze, blur and noise."""
-        rng = self.rng
-        image = image * np.exp(rng.normal(0.0, 0.08, size=(3, 1, 1))) * float(np.exp(rng.normal(0.0, 0.2)))
-        image = np.maximum(image + float(rng.uniform(-0.08, 0.08)), 0.0) ** float(np.exp(rng.uniform(-0.35, 0.35)))
-        grey = image.mean(axis=0, keepdims=True)
-        image = grey + (image - grey) * float(rng.uniform(0.6, 1.3))
-        if rng.random() < 0.2:
-            haze = float(rng.uniform(0.05, 0.35))
-            image = image * (1 - haze) + haze * float(rng.uniform(0.6, 1.0))
-        if rng.random() < 0.25:
-            sigma = float(rng.uniform(0.3, 1.2))
-            image = np.stack([cv2.GaussianBlur(band, (0, 0), sigma) for band in image])
-        if rng.random() < 0.5:
-            image = image + rng.normal(0.0, rng.uniform(0.0, 0.03), size=image.shape)
-        out: np.ndarray = image.astype(np.float32)
-        return out
+        return photometric(image, self.rng)
 
     def _normalise(self, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """The detector's normalisation, with statistics of the window (jittered: a tile of a large
@@ -326,3 +311,22 @@ class Sampler:
         out = normalise(image, stats)
         out[:, ~valid] = 0.0
         return out
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One look of ``(3, H, W)`` IMAGE on about 0-1: gain per band, brightness, gamma, saturation,
+    haze, blur and noise (another date, sensor or processing of the same ground)."""
+    image = image * np.exp(rng.normal(0.0, 0.08, size=(3, 1, 1))) * float(np.exp(rng.normal(0.0, 0.2)))
+    image = np.maximum(image + float(rng.uniform(-0.08, 0.08)), 0.0) ** float(np.exp(rng.uniform(-0.35, 0.35)))
+    grey = image.mean(axis=0, keepdims=True)
+    image = grey + (image - grey) * float(rng.uniform(0.6, 1.3))
+    if rng.random() < 0.2:
+        haze = float(rng.uniform(0.05, 0.35))
+        image = image * (1 - haze) + haze * float(rng.uniform(0.6, 1.0))
+    if rng.random() < 0.25:
+        sigma = float(rng.uniform(0.3, 1.2))
+        image = np.stack([cv2.GaussianBlur(band, (0, 0), sigma) for band in image])
+    if rng.random() < 0.5:
+        image = image + rng.normal(0.0, rng.uniform(0.0, 0.03), size=image.shape)
+    out: np.ndarray = image.astype(np.float32)
+    return out
