@@ -1,4 +1,5 @@
-"""``sitewatch eval ...``: score sitewatch's stages on labelled data (``eval change``, ``eval align``)."""
+"""``sitewatch eval ...``: score sitewatch's stages on labelled data (``eval change``, ``eval align``,
+``eval detect``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from sitewatch.cli.common import JsonOption, NoAlignOption, print_json, progress
 
 if TYPE_CHECKING:
     from sitewatch.eval.change import Score, Skipped
+    from sitewatch.eval.detect import Evaluation as DetectEvaluation
+    from sitewatch.eval.detect import Skipped as DetectSkipped
 
 eval_app = typer.Typer(
     name="eval",
@@ -246,3 +249,149 @@ def align(
                 f"{summary.seconds:.2f}",
             )
         console.print(table)
+
+
+@eval_app.command("detect")
+def detect(
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            "--dataset",
+            help="Folder searched at any depth for the DOTA layout: images/*.png|tif|jpg beside labelTxt/*.txt.",
+            show_default=False,
+        ),
+    ],
+    detector: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--detector",
+            help="Object detector to score (repeat for several; default every one that can run here).",
+            show_default=False,
+        ),
+    ] = None,
+    models: Annotated[
+        Path | None,
+        typer.Option(
+            "--models",
+            help="Folder of fold model folders (fold0/, fold1/, ...): the learned detector scores each image "
+            "with a fold model whose trained_on excludes it (held-out figures).",
+            show_default=False,
+        ),
+    ] = None,
+    min_score: Annotated[
+        float,
+        typer.Option("--min-score", min=0.0, max=1.0, help="Operating score: counts and recall are taken there."),
+    ] = 0.3,
+    gsd: Annotated[
+        float | None,
+        typer.Option(
+            "--gsd", help="Metres per pixel for every image, instead of the labels' gsd: headers.", show_default=False
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the tables as Markdown (for a README).")] = False,
+) -> None:
+    """AP at oriented IoU 0.5, recall and count error per detector and vehicle class on DOTA labels,
+    with how each figure was obtained (training-free, held-out or in-sample)."""
+    from sitewatch.eval.detect import ImageDone, evaluate, find_images, select_detectors
+
+    if as_json and markdown:
+        raise typer.BadParameter("choose one of --json and --markdown", param_hint="--markdown")
+    images = find_images(dataset)  # before the progress bar: errors come alone
+    names = select_detectors(detector, models)
+    with progress_bar() as bar:
+        task = bar.add_task("eval detect", total=None)
+
+        def advance(event: ImageDone) -> None:
+            bar.update(task, completed=event.done, total=event.total, description=event.image.name)
+
+        result = evaluate(images, names, models=models, gsd=gsd, min_score=min_score, on_progress=advance)
+
+    if as_json:
+        print_json(
+            {
+                "dataset": str(dataset),
+                "iou": "oriented > 0.5",
+                "min_score": min_score,
+                "gsd": gsd,
+                "scores": [s.as_dict() for s in result.scores],
+                "counts": [c.as_dict() for c in result.counts],
+                "skipped": [s.as_dict() for s in result.skipped],
+            }
+        )
+        return
+    tables = _detect_tables(result, min_score)
+    notes = [_detect_skipped_note(s) for s in result.skipped]
+    if not result.scores:
+        notes.insert(0, "nothing scored")
+    if markdown:
+        for _, header, rows in tables:
+            typer.echo("\n".join(_markdown_row(cells) for cells in [header, ["---"] * len(header), *rows]) + "\n")
+        for note in notes:
+            typer.echo(note)
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console() if sys.stdout.isatty() else Console(width=_PIPE_WIDTH)
+    for title, header, rows in tables:
+        table = Table(title=f"{title}: {dataset}", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
+        for column in header:
+            if column in _DETECT_TEXT_COLUMNS:
+                table.add_column(column, overflow="fold", min_width=_DETECT_TEXT_COLUMNS[column])
+            else:
+                table.add_column(column, justify="right")
+        for cells in rows:
+            table.add_row(*cells)
+        console.print(table)
+    for note in notes:
+        console.print(note, markup=False, highlight=False)
+
+
+#: Columns of ``eval detect``'s tables that hold words, not numbers, and the narrowest each may fold to.
+_DETECT_TEXT_COLUMNS = {"detector": 6, "class": 8, "image": 8, "protocol": 8}
+
+
+def _detect_tables(result: DetectEvaluation, min_score: float) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Title, header and rows of ``eval detect``'s two tables (scores, then counts per image), the same
+    for the terminal and Markdown."""
+    from sitewatch.eval.detect import NO_LABELS
+
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    header = ["detector", "class", "protocol", "images", "GT", "AP50 (oriented)", "recall", "predicted@op", "count err"]
+    rows = [
+        [
+            s.detector,
+            s.cls,
+            s.protocol,
+            str(s.images),
+            str(s.truth),
+            NO_LABELS if s.ap is None else f"{s.ap:.3f}",
+            figure(s.recall),
+            str(s.predicted_at_op),
+            figure(s.mean_count_error),
+        ]
+        for s in result.scores
+    ]
+    count_header = ["detector", "image", "class", "true", "predicted@op", "count err"]
+    count_rows = [[c.detector, c.image, c.cls, str(c.truth), str(c.predicted), figure(c.error)] for c in result.counts]
+    tables = [
+        (f"detect, AP at oriented IoU > 0.5, operating score {min_score}", header, rows),
+        (f"detect, count per image at score >= {min_score}", count_header, count_rows),
+    ]
+    return [table for table in tables if table[2]]
+
+
+#: Image ids a skipped-note names before it only counts the rest (``--json`` lists them all).
+_NOTE_IMAGES = 5
+
+
+def _detect_skipped_note(skipped: DetectSkipped) -> str:
+    names = ", ".join(skipped.images[:_NOTE_IMAGES])
+    if len(skipped.images) > _NOTE_IMAGES:
+        names += f" and {len(skipped.images) - _NOTE_IMAGES} more"
+    who = "" if skipped.detector is None else f"{skipped.detector}: "
+    return f"{who}skipped {names}: {skipped.reason}"
