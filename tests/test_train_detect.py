@@ -13,12 +13,11 @@ import pytest
 
 from sitewatch.detect.base import CONTAINER, LARGE, SMALL
 from sitewatch.detect.boxes import oriented_iou
-from sitewatch.detect.dota import LabelledImage, LabelledObject
+from sitewatch.detect.dota import LabelledImage, LabelledObject, estimate_gsd
 from sitewatch.detect.model import MODEL_CLASSES, decode
 from sitewatch.train.detect_data import (
     Box,
     box_from_corners,
-    estimate_gsd,
     paste_containers,
     paste_vehicles,
     targets,

@@ -10,17 +10,25 @@ as missing (one DOTA image says 2.7e-06 m).
 
 from __future__ import annotations
 
+import logging
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from sitewatch.detect.boxes import Corners
 from sitewatch.errors import InputError
 
+log = logging.getLogger(__name__)
+
 #: Image suffixes paired with label files.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 #: Plausible GSD headers, metres per pixel; anything else is a broken header.
 GSD_RANGE_M = (0.02, 5.0)
+#: Typical car length in metres: the GSD of an image without a usable header is estimated from it.
+CAR_LENGTH_M = 4.6
+#: GSD assumed for an image with neither a usable header nor cars (DOTA's Google Earth images).
+FALLBACK_GSD_M = 0.15
 #: Largest label file read (a hostile file must not fill memory).
 MAX_LABEL_BYTES = 20 * 1024 * 1024
 
@@ -124,3 +132,16 @@ def find_images(root: Path) -> list[LabelledImage]:
     if not found:
         raise InputError(root, "no DOTA images with labels (images/NAME.png beside labelTxt/NAME.txt)")
     return found
+
+
+def estimate_gsd(image: LabelledImage) -> float:
+    """IMAGE's GSD: its header where plausible, else from the median car length, else the fallback."""
+    if image.gsd is not None:
+        return image.gsd
+    cars = [o.size_px()[0] for o in image.objects if o.cls == "small-vehicle" and not o.difficult]
+    if len(cars) >= 5:
+        gsd = CAR_LENGTH_M / statistics.median(cars)
+        log.info("%s: no usable GSD header; %.3f m estimated from %d cars", image.image_id, gsd, len(cars))
+        return gsd
+    log.info("%s: no usable GSD header and no cars; %.2f m assumed", image.image_id, FALLBACK_GSD_M)
+    return FALLBACK_GSD_M

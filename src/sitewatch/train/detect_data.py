@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from sitewatch.detect.base import CONTAINER, LARGE, SMALL
-from sitewatch.detect.dota import LabelledImage, find_images
+from sitewatch.detect.dota import estimate_gsd, find_images
 from sitewatch.detect.model import MODEL_CLASSES, MODEL_GSD, OUTPUT_STRIDE, normalise
 from sitewatch.detect.sliced import scaling
 from sitewatch.io.raster import read_array
@@ -40,10 +40,6 @@ from sitewatch.train.data import photometric
 
 log = logging.getLogger(__name__)
 
-#: Typical car length in metres: the GSD of an image without a usable header is estimated from it.
-CAR_LENGTH_M = 4.6
-#: GSD assumed for an image with neither a usable header nor cars (DOTA's Google Earth images).
-FALLBACK_GSD_M = 0.15
 #: Images are kept in memory at this GSD (finer than any simulated satellite): sampling is cheaper.
 STORE_GSD_M = 0.25
 #: Simulated satellite GSDs (metres), drawn log-uniformly.
@@ -127,19 +123,6 @@ class Source:
     def has_vehicles(self) -> bool:
         """Whether any scored vehicle is labelled in it (else it is a negative)."""
         return any(not b.ignore for b in self.boxes)
-
-
-def estimate_gsd(image: LabelledImage) -> float:
-    """IMAGE's GSD: its header where plausible, else from the median car length, else the fallback."""
-    if image.gsd is not None:
-        return image.gsd
-    cars = [o.size_px()[0] for o in image.objects if o.cls == SMALL and not o.difficult]
-    if len(cars) >= 5:
-        gsd = CAR_LENGTH_M / float(np.median(cars))
-        log.info("%s: no usable GSD header; %.3f m estimated from %d cars", image.image_id, gsd, len(cars))
-        return gsd
-    log.info("%s: no usable GSD header and no cars; %.2f m assumed", image.image_id, FALLBACK_GSD_M)
-    return FALLBACK_GSD_M
 
 
 def load_sources(root: Path, exclude: Iterable[str] = ()) -> list[Source]:
