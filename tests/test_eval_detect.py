@@ -1,5 +1,6 @@
-"""``sitewatch eval detect``: DOTA label quirks, AP and matching by hand, count error, protocol labels
-with fold models, the CLI end to end on a synthetic DOTA folder, and the classic detector on the sample."""
+"""``sitewatch eval detect``: AP and matching by hand, count error, GSDs estimated where headers fail,
+protocol labels with fold models, the CLI end to end on a synthetic DOTA folder, and the classic
+detector on the sample (the label reader itself is tested in ``test_dota.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from sitewatch.detect import base
 from sitewatch.detect.base import CONTAINER, LARGE, SMALL, ObjectDetector
 from sitewatch.detect.boxes import Corners, Detection, box_corners
+from sitewatch.detect.dota import FALLBACK_GSD_M, LabelledObject, find_images
 from sitewatch.errors import InputError, NotFound
 from sitewatch.eval.detect import (
     HELD_OUT_KFOLD,
@@ -22,15 +24,10 @@ from sitewatch.eval.detect import (
     OPERATING_SCORE,
     TRAINING_FREE,
     ImageResult,
-    TrueObject,
     average_precision,
     count_rows,
     evaluate,
-    find_images,
-    image_gsd,
     match,
-    parse_labels,
-    read_labels,
     score_class,
 )
 from sitewatch.models import ModelCard
@@ -48,11 +45,11 @@ def _det(corners: Corners, score: float, cls: str = SMALL) -> Detection:
     return Detection(corners, cls, score)
 
 
-def _truth(corners: Corners, cls: str = SMALL, difficult: bool = False) -> TrueObject:
-    return TrueObject(corners, cls, difficult)
+def _truth(corners: Corners, cls: str = SMALL, difficult: bool = False) -> LabelledObject:
+    return LabelledObject(corners, cls, 1 if difficult else 0)
 
 
-def _result(detections: list[Detection], truth: list[TrueObject], image: str = "a") -> ImageResult:
+def _result(detections: list[Detection], truth: list[LabelledObject], image: str = "a") -> ImageResult:
     return ImageResult(image, TRAINING_FREE, tuple(detections), tuple(truth))
 
 
@@ -160,56 +157,6 @@ def test_a_class_without_labels_has_no_scores() -> None:
     assert score.as_dict()["status"] == "no labels" and score.predicted_at_op == 1
 
 
-# --- labels ---------------------------------------------------------------------------------------------
-
-
-def test_label_quirks(tmp_path: Path) -> None:
-    text = (
-        "imagesource:GoogleEarth\r\n"
-        "gsd:0.115726939386\r\n"
-        "937.0 913.0 921.0 912.0 923.0 874.0 940.0 875.0 small-vehicle 0\r\n"
-        "1 187 1 187 1 219 1 219 small-vehicle 2\r\n"  # zero-width (devkit clipping): dropped
-        "10 10 30 10 30 20 10 20 large-vehicle 1\r\n"
-        "10 10 30 10 30 20 10 20 large-vehicle 2\r\n"  # cut by a patch border: ignored too
-        "\r\n"
-        "0 0 4 0 4 2 0 2 plane\r\n"  # no difficulty field: 0
-    )
-    path = tmp_path / "P1.txt"
-    path.write_bytes(text.encode())
-    labels = read_labels(path)
-    assert labels.gsd == pytest.approx(0.115726939386)
-    assert [(o.cls, o.difficult) for o in labels.objects] == [
-        (SMALL, False),
-        (LARGE, True),
-        (LARGE, True),
-        ("plane", False),
-    ]
-    assert labels.objects[0].corners == ((937.0, 913.0), (921.0, 912.0), (923.0, 874.0), (940.0, 875.0))
-    patch = parse_labels("2.0 145.0 19.0 145.0 19.0 179.0 2.0 179.0 small-vehicle 0\n")
-    assert patch.gsd is None and len(patch.objects) == 1
-    assert parse_labels("imagesource:null\ngsd:null\n").gsd is None
-
-
-def test_label_errors() -> None:
-    with pytest.raises(InputError, match="line 2: expected 'x1 y1"):
-        parse_labels("gsd:0.5\n1 2 3 4 small-vehicle 0\n", "P.txt")
-    with pytest.raises(InputError, match="line 1: corners and difficulty must be numbers"):
-        parse_labels("a 2 3 4 5 6 7 8 small-vehicle 0\n", "P.txt")
-    with pytest.raises(InputError, match="gsd 'half' is not a number"):
-        parse_labels("gsd:half\n", "P.txt")
-
-
-def test_gsd_from_header_override_or_a_reason() -> None:
-    absurd = parse_labels("imagesource:GoogleEarth\ngsd:2.68220901489e-06\n")
-    reason = image_gsd(absurd, None)
-    assert isinstance(reason, str) and "2.68e-06" in reason and "--gsd" in reason
-    missing = image_gsd(parse_labels(""), None)
-    assert isinstance(missing, str) and "no gsd" in missing
-    assert image_gsd(absurd, 0.4) == 0.4
-    assert image_gsd(parse_labels("gsd:0.13\n"), None) == 0.13
-    assert image_gsd(parse_labels("gsd:0.13\n"), 0.5) == 0.5
-
-
 # --- a synthetic DOTA folder ------------------------------------------------------------------------------
 
 #: Objects of the synthetic image at 0.5 m: (class, centre x, centre y, length px, width px, angle, difficulty).
@@ -246,31 +193,25 @@ def _dota(root: Path, header: str = "imagesource:GoogleEarth\ngsd:2.68220901489e
     return root
 
 
-def test_find_images_at_any_depth(tmp_path: Path) -> None:
-    _dota(tmp_path / "data" / "val")
-    images = find_images(tmp_path / "data")
-    assert [(i.id, i.name) for i in images] == [
-        ("P0001", str(Path("val/images/P0001.png"))),
-        ("P0002", str(Path("val/images/P0002.png"))),
-    ]
-    with pytest.raises(InputError, match="not a folder"):
-        find_images(tmp_path / "missing")
-    (tmp_path / "empty" / "images").mkdir(parents=True)
-    (tmp_path / "empty" / "labelTxt").mkdir()
-    with pytest.raises(InputError, match="no DOTA images with labels"):
-        find_images(tmp_path / "empty")
-
-
-def test_evaluate_skips_images_without_a_usable_gsd(tmp_path: Path) -> None:
-    images = find_images(_dota(tmp_path))
-    result = evaluate(images, ["classic"])
-    assert result.scores == [] and result.counts == []
-    (skipped,) = result.skipped
-    assert skipped.detector is None and skipped.images == ("P0001", "P0002") and "2.68e-06" in skipped.reason
+def test_evaluate_estimates_the_gsd_where_the_header_is_implausible(tmp_path: Path) -> None:
+    root = _dota(tmp_path)  # both headers say 2.68e-06 m
+    extra = "".join(f"{x} 250 {x + 9} 250 {x + 9} 254 {x} 254 {SMALL} 0\n" for x in (10, 30, 50))
+    with (root / "labelTxt" / "P0001.txt").open("a") as labels:
+        labels.write(extra)  # six cars 9 px long, as drawn at 0.5 m: enough to measure
+    result = evaluate(find_images(root), ["classic"])
+    assert result.skipped == [] and {s.images for s in result.scores} == {2}  # scored, not skipped
+    by_image = {e.image: e.as_dict() for e in result.estimated_gsd}
+    assert by_image["P0001"]["gsd"] == pytest.approx(4.6 / 9, abs=1e-4) and by_image["P0001"]["cars"] == 6
+    assert (by_image["P0002"]["gsd"], by_image["P0002"]["cars"]) == (FALLBACK_GSD_M, 0)  # a plane only
+    assert by_image["P0002"]["gsd_header"] == "2.68220901489e-06"
+    assert result.estimated_gsd[0].note() == (
+        "P0001: gsd header '2.68220901489e-06' is not a GSD in 0.02-5.0 m; 0.511 m estimated from 6 labelled cars"
+    )
+    assert evaluate(find_images(root), ["classic"], gsd=0.5).estimated_gsd == []  # --gsd overrides all
     with pytest.raises(InputError, match="must be positive"):
-        evaluate(images, ["classic"], gsd=0.0)
+        evaluate(find_images(root), ["classic"], gsd=0.0)
     with pytest.raises(NotFound, match="no object detector 'nope'"):
-        evaluate(images, ["nope"], gsd=0.5)
+        evaluate(find_images(root), ["nope"], gsd=0.5)
 
 
 # --- how figures were obtained ------------------------------------------------------------------------------
@@ -374,11 +315,12 @@ def test_eval_detect_cli_json(tmp_path: Path) -> None:
     p = run_sitewatch("eval", "detect", "--dataset", tmp_path, "--detector", "classic", "--gsd", "0.5", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert (out["dataset"], out["iou"], out["min_score"], out["gsd"], out["skipped"]) == (
+    assert (out["dataset"], out["iou"], out["min_score"], out["gsd"], out["skipped"], out["estimated_gsd"]) == (
         str(tmp_path),
         "oriented > 0.5",
         OPERATING_SCORE,
         0.5,
+        [],
         [],
     )
     small, large = out["scores"]
@@ -400,7 +342,23 @@ def test_eval_detect_cli_table_markdown_and_errors(tmp_path: Path) -> None:
     _dota(tmp_path)
     md = run_sitewatch("eval", "detect", "--dataset", tmp_path, "--detector", "classic", "--markdown")
     assert md.returncode == 0, md.stderr
-    assert "nothing scored" in md.stdout and "skipped P0001, P0002: gsd: header 2.68e-06 m" in md.stdout
+    assert "| classic | small-vehicle | training-free | 2 | 3 |" in md.stdout  # scored at estimated GSDs
+    for image in ("P0001", "P0002"):
+        assert f"\n{image}: gsd header '2.68220901489e-06' is not a GSD in 0.02-5.0 m and fewer than 5" in md.stdout
+    estimated = json.loads(
+        run_sitewatch("eval", "detect", "--dataset", tmp_path, "--detector", "classic", "--json").stdout
+    )
+    assert [(e["image"], e["gsd"], e["cars"]) for e in estimated["estimated_gsd"]] == [
+        ("P0001", 0.15, 0),
+        ("P0002", 0.15, 0),
+    ]
+    coarse = run_sitewatch("eval", "detect", "--dataset", tmp_path, "--detector", "classic", "--gsd", "2", "--markdown")
+    assert coarse.returncode == 0, coarse.stderr
+    assert coarse.stdout.splitlines() == [
+        "nothing scored",
+        "classic: skipped P0001, P0002: GSD 2.00 m is coarser than 1.2 m: classic cannot resolve small-vehicle, "
+        "large-vehicle",
+    ]
     table = run_sitewatch("eval", "detect", "--dataset", tmp_path, "--detector", "classic", "--gsd", "0.5")
     assert table.returncode == 0, table.stderr
     assert "AP at oriented IoU > 0.5" in table.stdout and "training-free" in table.stdout
@@ -436,10 +394,17 @@ def test_classic_on_the_dota_sample(datasets: Path) -> None:
     assert set(by_class) == {SMALL, LARGE}
     for score in by_class.values():
         assert score.ap is not None and 0.0 < score.ap < 1.0, score
-        assert score.images == 5 and score.protocol == TRAINING_FREE
-    # The README's counts for P0003, P0004 and P1088 (difficult ones included): parsing lost nothing.
-    assert by_class[SMALL].truth + by_class[SMALL].difficult == 15 + 20 + 9
-    assert by_class[LARGE].truth + by_class[LARGE].difficult == 40 + 87 + 3
-    reasons = {s.images: s.reason for s in result.skipped}
-    assert "2.68e-06" in reasons[("P0168",)] and "no gsd" in reasons[("P1478__1__853___962",)]
-    assert {(c.image, c.cls) for c in result.counts} >= {("P0003", SMALL), ("P0004", LARGE)}
+        assert score.images == 7 and score.protocol == TRAINING_FREE
+    # The README's counts (difficult ones included), less the patch's 2 zero-area cars: every image is scored.
+    assert by_class[SMALL].truth + by_class[SMALL].difficult == 15 + 20 + 9 + 263 - 2
+    assert by_class[LARGE].truth + by_class[LARGE].difficult == 40 + 87 + 3 + 32
+    assert result.skipped == []
+    notes = {e.image: e.note() for e in result.estimated_gsd}
+    assert set(notes) == {"P0168", "P1478__1__853___962"}
+    assert "'2.68220901489e-06'" in notes["P0168"] and notes["P0168"].endswith("0.15 m assumed")
+    assert notes["P1478__1__853___962"].startswith("P1478__1__853___962: no gsd header; 0.131 m estimated from ")
+    assert {(c.image, c.cls) for c in result.counts} >= {
+        ("P0003", SMALL),
+        ("P0004", LARGE),
+        ("P1478__1__853___962", SMALL),
+    }

@@ -293,7 +293,8 @@ def detect(
 ) -> None:
     """AP at oriented IoU 0.5, recall and count error per detector and vehicle class on DOTA labels,
     with how each figure was obtained (training-free, held-out or in-sample)."""
-    from sitewatch.eval.detect import ImageDone, evaluate, find_images, select_detectors
+    from sitewatch.detect.dota import find_images
+    from sitewatch.eval.detect import ImageDone, evaluate, select_detectors
 
     if as_json and markdown:
         raise typer.BadParameter("choose one of --json and --markdown", param_hint="--markdown")
@@ -303,7 +304,7 @@ def detect(
         task = bar.add_task("eval detect", total=None)
 
         def advance(event: ImageDone) -> None:
-            bar.update(task, completed=event.done, total=event.total, description=event.image.name)
+            bar.update(task, completed=event.done, total=event.total, description=event.image.image_id)
 
         result = evaluate(images, names, models=models, gsd=gsd, min_score=min_score, on_progress=advance)
 
@@ -317,11 +318,12 @@ def detect(
                 "scores": [s.as_dict() for s in result.scores],
                 "counts": [c.as_dict() for c in result.counts],
                 "skipped": [s.as_dict() for s in result.skipped],
+                "estimated_gsd": [e.as_dict() for e in result.estimated_gsd],
             }
         )
         return
     tables = _detect_tables(result, min_score)
-    notes = [_detect_skipped_note(s) for s in result.skipped]
+    notes = [e.note() for e in result.estimated_gsd] + [_detect_skipped_note(s) for s in result.skipped]
     if not result.scores:
         notes.insert(0, "nothing scored")
     if markdown:
@@ -393,5 +395,4 @@ def _detect_skipped_note(skipped: DetectSkipped) -> str:
     names = ", ".join(skipped.images[:_NOTE_IMAGES])
     if len(skipped.images) > _NOTE_IMAGES:
         names += f" and {len(skipped.images) - _NOTE_IMAGES} more"
-    who = "" if skipped.detector is None else f"{skipped.detector}: "
-    return f"{who}skipped {names}: {skipped.reason}"
+    return f"{skipped.detector}: skipped {names}: {skipped.reason}"

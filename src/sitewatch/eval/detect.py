@@ -1,19 +1,16 @@
 """Score object detectors on DOTA-labelled images, as ``sitewatch eval detect --dataset DIR`` promises.
 
-Images are found by their files, at any depth under DIR: a folder holding ``images/`` and
-``labelTxt/``, an image ``images/NAME.png|tif|jpg`` paired with ``labelTxt/NAME.txt``. NAME (the
-file stem) is the image's id, as models' ``trained_on`` lists it.
+Images and labels are found and read by :mod:`sitewatch.detect.dota` (the reader training uses
+too): ``images/NAME.png|tif|jpg`` beside ``labelTxt/NAME.txt`` at any depth under DIR, NAME (the
+file stem) being the image's id, as models' ``trained_on`` lists it. An object is *difficult* when
+its difficulty is not 0: 1 is DOTA's "difficult", and 2 is what the devkit's ``ImgSplit`` gives an
+object cut by a patch border; both count neither as a hit nor as a miss, as in the devkit.
 
-Labels (the DOTA devkit format): one object a line, ``x1 y1 x2 y2 x3 y3 x4 y4 CLASS DIFFICULTY``
-(integer or float corners; a missing difficulty is 0), after optional ``imagesource:`` and ``gsd:``
-header lines, with LF or CRLF endings. Polygons of zero area (a devkit clipping artefact) are
-dropped. An object is *difficult* when its difficulty is not 0: 1 is DOTA's "difficult", and 2 is
-what the devkit's ``ImgSplit`` gives an object cut by a patch border; both count neither as a hit
-nor as a miss, as in the devkit.
-
-GSD: ``--gsd`` for every image, else the label's ``gsd:`` header. An image without one, or with one
-outside :data:`GSD_RANGE` (DOTA holds such values, e.g. ``2.68e-06``), is skipped with the reason:
-resampling to a detector's working GSD from a wrong GSD would score a different image.
+GSD: ``--gsd`` for every image, else the label's ``gsd:`` header. Where that is missing or
+implausible (DOTA's patches have none; one DOTA image says ``2.68e-06``), the GSD is estimated from
+the labelled cars' lengths (:func:`sitewatch.detect.dota.gsd_from_cars`) and the estimate is
+reported (:attr:`Evaluation.estimated_gsd`): it comes from the labels, not from what a detector
+finds, so it favours no detector, and such images are scored rather than dropped.
 
 Scores, per detector and class (only the classes the detector reports, and only those with
 ground truth in the scored images; the others are reported as "no labels"):
@@ -40,8 +37,6 @@ it out); a row is labelled by its weakest image.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +46,7 @@ import numpy as np
 
 from sitewatch.detect import base, sliced
 from sitewatch.detect.boxes import Corners, Detection, oriented_iou
+from sitewatch.detect.dota import GsdEstimate, LabelledImage, LabelledObject, gsd_from_cars
 from sitewatch.errors import InputError, NotFound
 from sitewatch.eval.change import HELD_OUT_UNSEEN, IN_SAMPLE, TRAINING_FREE, LearnedDetector, fold_folders
 from sitewatch.io.raster import read_array
@@ -58,52 +54,16 @@ from sitewatch.io.raster import read_array
 if TYPE_CHECKING:
     from sitewatch.models import ModelCard
 
-#: Image suffixes of a DOTA ``images/`` folder.
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 #: Detections above this oriented IoU with a true object match it (DOTA's AP50, strictly above).
 IOU_THRESHOLD = 0.5
 #: The score ``sitewatch detect`` writes from by default: counts and recall are taken there.
 OPERATING_SCORE = 0.3
-#: GSDs (metres per pixel) believed in a ``gsd:`` header; outside it, a header is a mistake.
-GSD_RANGE = (0.02, 5.0)
 #: A learned detector scored with a fold model that did not train on the image.
 HELD_OUT_KFOLD = "held-out (k-fold by image)"
 #: Shown for a class the detector reports but no scored image has a (non-difficult) object of.
 NO_LABELS = "no labels"
 #: A row's protocol is the first of these any of its images has: never better founded than its weakest image.
 _PROTOCOL_ORDER = (IN_SAMPLE, HELD_OUT_KFOLD, HELD_OUT_UNSEEN, TRAINING_FREE)
-_HEADER = re.compile(r"^\s*(imagesource|gsd)\s*:(.*)$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    """An image and its DOTA label file, found under the dataset folder."""
-
-    name: str  # path of the image relative to the dataset folder, for messages
-    image: Path
-    label: Path
-
-    @property
-    def id(self) -> str:
-        """The file stem, as a model's ``trained_on`` names the image."""
-        return self.image.stem
-
-
-@dataclass(frozen=True)
-class TrueObject:
-    """One labelled object: its polygon's corners (image pixels), class, and whether it is ignored."""
-
-    corners: Corners
-    cls: str
-    difficult: bool
-
-
-@dataclass(frozen=True)
-class Labels:
-    """A label file's objects and its ``gsd:`` header in metres per pixel (``None`` where absent)."""
-
-    objects: tuple[TrueObject, ...]
-    gsd: float | None
 
 
 @dataclass(frozen=True)
@@ -113,7 +73,7 @@ class ImageResult:
     image: str  # the image id
     protocol: str
     detections: tuple[Detection, ...]
-    truth: tuple[TrueObject, ...]
+    truth: tuple[LabelledObject, ...]
 
 
 @dataclass(frozen=True)
@@ -204,9 +164,9 @@ class ImageCount:
 
 @dataclass(frozen=True)
 class Skipped:
-    """Images a detector (``None``: every detector) did not score, and why."""
+    """Images a detector did not score, and why."""
 
-    detector: str | None
+    detector: str
     images: tuple[str, ...]
     reason: str
 
@@ -216,12 +176,35 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class EstimatedGsd:
+    """An image scored at a GSD estimated from its labels: its header is missing or implausible."""
+
+    image: str  # the image id
+    estimate: GsdEstimate
+
+    def note(self) -> str:
+        """One line for the report: the image, why its header was not used, and what was used instead."""
+        return f"{self.image}: {self.estimate}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (``cars`` 0: too few cars, a fallback GSD was assumed)."""
+        return {
+            "image": self.image,
+            "gsd": round(self.estimate.metres, 4),
+            "cars": self.estimate.cars,
+            "gsd_header": self.estimate.gsd_header,
+            "note": str(self.estimate),
+        }
+
+
+@dataclass(frozen=True)
 class Evaluation:
-    """Rows per detector and class, per-image counts, and what was skipped."""
+    """Rows per detector and class, per-image counts, what was skipped, and which GSDs were estimated."""
 
     scores: list[ClassScore]
     counts: list[ImageCount]
     skipped: list[Skipped]
+    estimated_gsd: list[EstimatedGsd]
 
 
 @dataclass(frozen=True)
@@ -236,106 +219,6 @@ class ImageDone:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def find_images(root: str | Path) -> list[LabelledImage]:
-    """Every image with a label file under ROOT, at any depth (``images/`` beside ``labelTxt/``), sorted.
-
-    Raises:
-        InputError: If ROOT is not a folder or holds no such pair.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(root, "not a folder")
-    found: list[LabelledImage] = []
-    for dirpath, dirnames, _ in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        folder = Path(dirpath)
-        if "images" not in dirnames or "labelTxt" not in dirnames:
-            continue
-        labels = {p.stem: p for p in (folder / "labelTxt").iterdir() if p.is_file() and p.suffix.lower() == ".txt"}
-        for image in sorted((folder / "images").iterdir()):
-            if image.is_file() and image.suffix.lower() in IMAGE_SUFFIXES and image.stem in labels:
-                found.append(LabelledImage(str(image.relative_to(root)), image, labels[image.stem]))
-    if not found:
-        raise InputError(
-            root, "no DOTA images with labels found (looked for images/*.png|tif|jpg beside labelTxt/*.txt)"
-        )
-    return found
-
-
-def read_labels(path: str | Path) -> Labels:
-    """A DOTA label file (see the module docstring for the format and its quirks).
-
-    Raises:
-        InputError: If the file cannot be read or a line is neither a header nor an object.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read the label file ({exc.__class__.__name__})") from exc
-    return parse_labels(text, path)
-
-
-def parse_labels(text: str, source: str | Path = "<labels>") -> Labels:
-    """TEXT of a DOTA label file; SOURCE names it in errors.
-
-    Raises:
-        InputError: If a line is neither a header nor an object, or a ``gsd:`` header is not a number.
-    """
-    objects: list[TrueObject] = []
-    gsd: float | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        header = _HEADER.match(line)
-        if header is not None:
-            key, value = header.group(1).lower(), header.group(2).strip()
-            if key == "gsd" and value and value.lower() not in ("null", "none"):
-                try:
-                    gsd = float(value)
-                except ValueError as exc:
-                    raise InputError(source, f"line {number}: gsd {value!r} is not a number") from exc
-            continue
-        obj = _parse_object(line.split(), source, number)
-        if _area(obj.corners) > 0:
-            objects.append(obj)
-    return Labels(tuple(objects), gsd)
-
-
-def _parse_object(fields: list[str], source: str | Path, number: int) -> TrueObject:
-    if len(fields) not in (9, 10):
-        raise InputError(
-            source, f"line {number}: expected 'x1 y1 ... x4 y4 class difficulty', got {len(fields)} fields"
-        )
-    try:
-        values = [float(v) for v in fields[:8]]
-        difficulty = int(fields[9]) if len(fields) == 10 else 0
-    except ValueError as exc:
-        raise InputError(source, f"line {number}: corners and difficulty must be numbers") from exc
-    corners = tuple((values[i], values[i + 1]) for i in range(0, 8, 2))
-    return TrueObject(corners, fields[8], difficulty != 0)
-
-
-def _area(corners: Corners) -> float:
-    """Area of the polygon (self-intersecting ones repaired), as :func:`oriented_iou` sees it."""
-    from shapely.geometry import Polygon
-
-    polygon = Polygon(corners)
-    return float((polygon if polygon.is_valid else polygon.buffer(0)).area)
-
-
-def image_gsd(labels: Labels, override: float | None) -> float | str:
-    """The GSD to run at: OVERRIDE, else the header's when it is in :data:`GSD_RANGE`; else why not."""
-    if override is not None:
-        return override
-    low, high = GSD_RANGE
-    if labels.gsd is None:
-        return "no gsd: header in the label file; give --gsd METRES"
-    if not low <= labels.gsd <= high:
-        return f"gsd: header {labels.gsd:.3g} m is outside {low}-{high} m; give --gsd METRES"
-    return labels.gsd
 
 
 def select_detectors(detectors: Iterable[str] | None, models: str | Path | None = None) -> list[str]:
@@ -370,21 +253,20 @@ def evaluate(
     min_score: float = OPERATING_SCORE,
     on_progress: Callable[[ImageDone], None] | None = None,
 ) -> Evaluation:
-    """Run every detector on every image (from :func:`find_images`) and score it per class.
+    """Run every detector on every image (from :func:`sitewatch.detect.dota.find_images`) and score it per class.
 
     Args:
         images: the labelled images.
         detectors: detector names (see :func:`select_detectors`).
         models: a folder of fold model folders (one a fold): a learned detector scores each image
             with a fold model whose ``trained_on`` excludes it.
-        gsd: metres per pixel for every image, instead of the label headers.
+        gsd: metres per pixel for every image, instead of the label headers and the estimates.
         min_score: the operating score counts, recall and precision are taken at.
         on_progress: called after each detector on each image (skipped ones included).
 
     Raises:
         NotFound: If a detector name is unknown (before any image is read).
-        InputError: If GSD is not positive, MODELS holds no fold folder, or an image or label
-            file cannot be read.
+        InputError: If GSD is not positive, MODELS holds no fold folder, or an image cannot be read.
     """
     if gsd is not None and not gsd > 0:
         raise InputError("--gsd", f"must be positive, got {gsd}")
@@ -392,24 +274,23 @@ def evaluate(
     names = _select(detectors, chooser)
     results: dict[str, list[ImageResult]] = {name: [] for name in names}
     classes: dict[str, tuple[str, ...]] = {}
-    skipped: dict[tuple[str | None, str], list[str]] = {}
+    skipped: dict[tuple[str, str], list[str]] = {}
+    estimated: list[EstimatedGsd] = []
     total, done = len(images) * len(names), 0
     for image in images:
-        labels = read_labels(image.label)
-        run_gsd = image_gsd(labels, gsd)
-        if isinstance(run_gsd, str):
-            skipped.setdefault((None, run_gsd), []).append(image.id)
-            array = None
-        else:
-            array = read_array(image.image)[0]
+        run_gsd = gsd if gsd is not None else image.gsd
+        if run_gsd is None:
+            estimate = gsd_from_cars(image)
+            estimated.append(EstimatedGsd(image.image_id, estimate))
+            run_gsd = estimate.metres
+        array = read_array(image.image_path)[0]
         for name in names:
-            if array is not None:
-                outcome = _run(chooser, name, image.id, array, float(run_gsd), labels)
-                if isinstance(outcome, str):
-                    skipped.setdefault((name, outcome), []).append(image.id)
-                else:
-                    result, classes[name] = outcome
-                    results[name].append(result)
+            outcome = _run(chooser, name, image, array, run_gsd)
+            if isinstance(outcome, str):
+                skipped.setdefault((name, outcome), []).append(image.image_id)
+            else:
+                result, classes[name] = outcome
+                results[name].append(result)
             done += 1
             if on_progress is not None:
                 on_progress(ImageDone(image, name, done, total))
@@ -420,21 +301,23 @@ def evaluate(
             scores.append(score_class(name, cls, results[name], min_score))
             if scores[-1].truth:
                 counts.extend(count_rows(name, cls, results[name], min_score))
-    return Evaluation(scores, counts, [Skipped(d, tuple(ids), reason) for (d, reason), ids in skipped.items()])
+    return Evaluation(
+        scores, counts, [Skipped(d, tuple(ids), reason) for (d, reason), ids in skipped.items()], estimated
+    )
 
 
 def _run(
-    chooser: _ModelChooser, name: str, image: str, array: np.ndarray, gsd: float, labels: Labels
+    chooser: _ModelChooser, name: str, image: LabelledImage, array: np.ndarray, gsd: float
 ) -> tuple[ImageResult, tuple[str, ...]] | str:
-    """Detector NAME's result on IMAGE and the classes it reports, or why it did not run."""
-    choice = chooser.choose(name, image)
+    """Detector NAME's result on IMAGE (its pixels ARRAY) and the classes it reports, or why it did not run."""
+    choice = chooser.choose(name, image.image_id)
     if isinstance(choice, str):
         return choice
     detector, protocol = choice
     found = sliced.detect_array(array, gsd, detector)
     if not found.resolvable:
         return found.reason
-    return ImageResult(image, protocol, tuple(found.detections), labels.objects), detector.classes
+    return ImageResult(image.image_id, protocol, tuple(found.detections), image.objects), detector.classes
 
 
 def match(results: Sequence[ImageResult], cls: str, iou: float = IOU_THRESHOLD) -> list[tuple[float, bool | None]]:
