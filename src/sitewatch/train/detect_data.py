@@ -229,9 +229,14 @@ class Sampler:
         if rng.random() < 0.5:
             matrix = np.array([[-1.0, 0.0, crop], [0.0, 1.0, 0.0]]) @ np.vstack([matrix, [0, 0, 1]])
         sigma = 0.45 * source_gsd / STORE_GSD_M  # the satellite's own blur, before sampling
-        blurred = np.stack([cv2.GaussianBlur(b, (0, 0), sigma) for b in source.rgb])
+        # Blur only the part of the image the crop covers (plus the blur's reach), not all of it.
+        pad = int(span * 0.75 + 4 * sigma) + 2
+        r0, c0 = max(0, int(cy) - pad), max(0, int(cx) - pad)
+        part = source.rgb[:, r0 : int(cy) + pad, c0 : int(cx) + pad]
+        blurred = np.stack([cv2.GaussianBlur(b, (0, 0), sigma) for b in part])
         coarse = max(8, round(crop * MODEL_GSD / source_gsd))
-        to_coarse = np.diag([coarse / crop, coarse / crop, 1.0]) @ np.vstack([matrix, [0, 0, 1]])
+        shift = np.array([[1.0, 0.0, c0], [0.0, 1.0, r0], [0.0, 0.0, 1.0]])  # part -> stored pixels
+        to_coarse = np.diag([coarse / crop, coarse / crop, 1.0]) @ np.vstack([matrix, [0, 0, 1]]) @ shift
         low = np.stack(
             [cv2.warpAffine(b, to_coarse[:2], (coarse, coarse), borderMode=cv2.BORDER_REFLECT) for b in blurred]
         )
@@ -268,11 +273,15 @@ def targets(boxes: Sequence[Box], crop: int) -> tuple[np.ndarray, np.ndarray, np
         if not (0 <= u < size and 0 <= v < size):
             continue
         c, s = math.cos(box.angle), math.sin(box.angle)
-        along, across = (xs - u) * c + (ys - v) * s, -(xs - u) * s + (ys - v) * c
         sl = max(0.6, box.length / OUTPUT_STRIDE / 6)
         sw = max(0.6, box.width / OUTPUT_STRIDE / 6)
+        reach = int(3 * max(sl, sw)) + 2  # the Gaussian is negligible beyond three deviations
+        rows = slice(max(0, int(v) - reach), min(size, int(v) + reach + 1))
+        cols = slice(max(0, int(u) - reach), min(size, int(u) + reach + 1))
+        dx, dy = xs[rows, cols] - u, ys[rows, cols] - v
+        along, across = dx * c + dy * s, -dx * s + dy * c
         gauss = np.exp(-0.5 * ((along / sl) ** 2 + (across / sw) ** 2))
-        np.maximum(heatmap[box.cls], gauss, out=heatmap[box.cls])
+        np.maximum(heatmap[box.cls, rows, cols], gauss, out=heatmap[box.cls, rows, cols])
         j, i = int(u), int(v)
         heatmap[box.cls, i, j] = 1.0
         regression[:, i, j] = (
