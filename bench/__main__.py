@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
     "align": "bench.align",
     "change": "bench.change",
+    "detect": "bench.detect",
 }
 
 

@@ -1,4 +1,4 @@
-"""The ingest benchmark runs end to end on a tiny scene (a smoke test: no timing is asserted)."""
+"""The benchmarks run end to end on tiny scenes (smoke tests: no timing is asserted)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import change
+from bench import change, detect
 from bench.ingest import format_table, generate_scenes, measure
 
 
@@ -34,3 +34,16 @@ def test_change_bench_runs_cva_in_a_child_and_reuses_its_pair(tmp_path: Path) ->
     assert [p.suffix for p in pair] == [".tif", ".tif"]
     assert change.make_pair(tmp_path, 256, None)[1:] == (pair[1], pair[0])  # cached: BEFORE, AFTER
     assert "x cva" in change.format_table(result)
+
+
+def test_detect_bench_times_classic_against_the_encoder_and_finds_vehicles() -> None:
+    result = detect.measure(512, detectors=("classic", "no-such"), repeats=1)
+    assert result.baseline.name == detect.BASELINE_NAME and result.baseline.ratio_to_baseline == 1.0
+    (run,) = result.runs
+    assert run.name == "classic" and run.seconds > 0 and run.mp_per_s > 0 and run.mp_per_s_per_core > 0
+    assert run.ratio_to_baseline is not None and run.ratio_to_baseline > 0 and run.peak_rss_bytes > 0
+    assert result.objects > 5 and run.detections and run.recall is not None and run.recall > 0.3
+    assert result.skipped and result.skipped[0].startswith("no-such:")
+    assert "x base" in detect.format_table(result) and detect.BASELINE_NAME in detect.format_table(result)
+    classic_only = detect.measure(256, detectors=("classic",), repeats=1, encoder_baseline=False)
+    assert classic_only.baseline.name == "classic" and classic_only.runs[0].ratio_to_baseline == 1.0
