@@ -159,12 +159,20 @@ def test_cli_activity_table_and_json(demo: DemoResult) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "2024-08-20" in shown.stdout and "ANOMALY (high)" in shown.stdout
     assert "2024-04-02  skipped: cloudy" in shown.stdout and "change-points: none" in shown.stdout
+    assert 'objects per date in the zone "loading area", counted by detector:' in shown.stdout
+    lines = shown.stdout.splitlines()
+    assert any(line.startswith("2024-04-02") and "n/a" in line and "cloudy" in line for line in lines)
     listed = run_sitewatch("activity", "--site", name, "--window", "4", "--json", workspace=demo.workspace)
     assert listed.returncode == 0, listed.stderr
     summary = json.loads(listed.stdout)
     assert summary["zone"] is None and summary["window"] == 4
     assert [d["date"][:10] for d in summary["skipped"]] == ["2024-04-02"]
     assert {"index", "median", "mad", "z", "anomaly"} <= set(summary["dates"][-1])
+    counts = summary["counts"]
+    assert {"small-vehicle", "large-vehicle", "vehicles"} <= set(counts["columns"])
+    assert len(counts["columns"]["vehicles"]["dates"]) == len(demo.truth.scenes) - 1
+    assert {"count", "median", "mad", "z", "anomaly"} <= set(counts["columns"]["vehicles"]["dates"][-1])
+    assert [d["date"][:10] for d in counts["not_counted"]] == ["2024-04-02"]
     missing = run_sitewatch("activity", "--site", name, "--zone", "nowhere", workspace=demo.workspace)
     assert missing.returncode == 1 and "no zone 'nowhere'" in missing.stderr
 
@@ -173,5 +181,6 @@ def test_demo_report_has_an_activity_chart(demo: DemoResult) -> None:
     html = Path(demo.report).read_text(encoding="utf-8")
     section = html[html.index('<section id="activity">') :]
     section = section[: section.index("</section>")]
-    assert section.count("<svg") == 1 + len(demo.truth.zones)
+    assert section.count("<svg") == 2 * (1 + len(demo.truth.zones))  # the index, and the vehicles counted
+    assert "Vehicles counted per date, whole site" in section
     assert 'class="anomaly"' in section and "loading area" in section and "2024-08-20" in section

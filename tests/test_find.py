@@ -17,6 +17,7 @@ from shapely.geometry import Polygon
 from sitewatch.analyze import analyze_site
 from sitewatch.catalog.db import Catalog
 from sitewatch.catalog.models import Detection
+from sitewatch.catalog.schema import MIGRATIONS
 from sitewatch.demo.build import DemoResult, build_demo
 from sitewatch.detect import Query, colour_range, evaluate_rules, find_objects, name_of, parse_span, save_rule, search
 from sitewatch.detect.find import CLASS, SOURCE, Candidate, resolvable
@@ -149,7 +150,7 @@ def test_resolvable_needs_three_pixels_over_the_shortest_length() -> None:
 
 def test_catalog_migration_adds_detections_and_watch_rules(tmp_path: Path) -> None:
     with Catalog(tmp_path / "catalog.sqlite", create=True) as catalog:
-        assert catalog.execute("PRAGMA user_version")[0][0] == 5
+        assert catalog.execute("PRAGMA user_version")[0][0] == len(MIGRATIONS)
         tables = {row[0] for row in catalog.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"detections", "watch_rules"} <= tables
         columns = {row[1] for row in catalog.execute("PRAGMA table_info(detections)")}

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from shapely.ops import unary_union
 
+from sitewatch.activity import VEHICLES, SiteActivity, analyse, site_activity
+from sitewatch.activity.index import count_settings
 from sitewatch.analyze import AnalysisResult, analyze_site
 from sitewatch.demo.build import DemoResult, build_demo
+from sitewatch.detect import base
+from sitewatch.detect.boxes import oriented_iou
+from sitewatch.grid import to_crs
 from sitewatch.ingest.pipeline import ingest
 from sitewatch.ingest.sources import SceneSource
 from sitewatch.report.site import write_site_report
@@ -92,6 +98,10 @@ def test_cli_analyze_and_report_json(demo: DemoResult) -> None:
     assert analyzed.returncode == 0, analyzed.stderr
     summary = json.loads(analyzed.stdout)
     assert summary["changes"] == len(demo.analysis.changes) and summary["pairs"] == demo.analysis.pairs
+    assert demo.analysis.objects is not None
+    objects = summary["objects"]
+    assert objects["dates"] == len(demo.analysis.objects.runs) and objects["counted_now"] == 0  # the demo counted
+    assert objects["detections"] == demo.analysis.objects.detections and objects["not_resolvable"] == {}
     out = demo.workspace / "custom.html"
     reported = run_sitewatch("report", "--site", name, "-o", out, "--json", workspace=demo.workspace)
     assert reported.returncode == 0, reported.stderr
@@ -199,3 +209,80 @@ def test_demo_geojson_and_report_carry_persistence_and_dating(demo: DemoResult) 
     assert "Persistent changes" in html and "<summary>Transient activity" in html
     assert "widened: no view of it on 2024-04-02 (cloudy)" in html
     assert html.index("Persistent changes") < html.index("Transient activity")
+
+
+# --- counts per class in the activity series ------------------------------------------------------
+
+#: Where the default object detector is the training-free baseline, it misses what a correct detector
+#: must show on the demo. It sees luminance only and merges a dark vehicle with its own shadow: the red
+#: covered trailer (dark red on pale concrete, 3.6 m tall) is never boxed, and of the loading area's
+#: trucks it finds 1/6, 4/5, 7/7, 2/4, 8/22, 1/3 and 2/6 on the clear dates (seed 7), too noisy a series
+#: for the surge to clear the anomaly threshold (z 1.8). Both tests pass with the generator's own boxes
+#: stored as detections; strict, so that they fail loudly once the default detector sees the demo's
+#: vehicles, and the mark must go.
+NEEDS_A_REAL_DETECTOR = pytest.mark.xfail(
+    base.get("auto").name == "classic",
+    strict=True,
+    reason="the classic detector misses the red trailer and most trucks on the demo",
+)
+
+
+@pytest.fixture(scope="module")
+def activity(demo: DemoResult) -> SiteActivity:
+    """The demo's activity series as the report reads them (counts from the demo's own analyze)."""
+    with Workspace.open(demo.workspace) as ws:
+        return site_activity(ws, demo.truth.name, align=False)
+
+
+def test_demo_vehicle_surge_is_the_loading_areas_busiest_date_in_the_counts(
+    demo: DemoResult, activity: SiteActivity
+) -> None:
+    """The generator parks about four times the usual number of trucks in the loading area on the
+    surge date. Robust to a detector that finds only part of the trucks (if it finds a similar share
+    on each date, the ratio holds): the surge date has the most vehicles there, and at least twice
+    the median of the other dates. The cloudy date has no count (n/a), not 0. And the generator's
+    own counts, judged as the counts are, flag the surge as the one anomaly: what a correct detector
+    must show (asserted on the measured series below)."""
+    surge = demo.truth.surge_date
+    loading = activity.area("loading area")
+    assert loading.counted_by == f"detector:{base.get('auto').name}"
+    counts = {p.date: p.value for p in loading.columns[VEHICLES].points}
+    others = [value for when, value in counts.items() if when != surge]
+    assert counts[surge] > max(others) and counts[surge] >= 2 * statistics.median(others)
+    cloudy = [s.acquired for s in demo.truth.scenes if s.cloudy]
+    assert [s.acquired for s in loading.counts_skipped] == cloudy
+    assert all("cloudy" in s.reason for s in loading.counts_skipped) and not set(cloudy) & set(counts)
+    clear = [s for s in demo.truth.scenes if not s.cloudy]
+    truth = analyse([s.acquired for s in clear], [s.vehicle_count("loading area") for s in clear], count_settings(None))
+    assert [p.date for p in truth.anomalies] == [surge] and truth.anomalies[0].anomaly == "high"
+
+
+@NEEDS_A_REAL_DETECTOR
+def test_demo_vehicle_surge_is_a_count_anomaly(demo: DemoResult, activity: SiteActivity) -> None:
+    vehicles = activity.area("loading area").columns[VEHICLES]
+    assert [(p.date, p.anomaly) for p in vehicles.anomalies] == [(demo.truth.surge_date, "high")]
+
+
+@NEEDS_A_REAL_DETECTOR
+def test_demo_red_trailer_is_a_large_vehicle_on_its_date_in_the_loading_area(
+    demo: DemoResult, activity: SiteActivity
+) -> None:
+    """A large-vehicle detection lies on the red trailer's true box (oriented IoU over 0.3, or its
+    centre within 3 m) in the loading area. That `find --color red` ranks the same trailer first, on
+    this date and zone, is tests/test_find.py::test_demo_red_trailer_is_the_top_result_on_its_date_and_zone."""
+    truth = demo.truth.red_trailer
+    with Workspace.open(demo.workspace) as ws:
+        site = ws.catalog.site(demo.truth.name)
+        obs = next(o for o in ws.catalog.observations(site) if o.acquired == demo.truth.red_trailer_date)
+        found = ws.catalog.detections(site, source=activity.area(None).counted_by, observation_id=obs.id)
+    loading = to_crs(next(z.geometry for z in site.zones if z.name == truth.zone), "EPSG:4326", site.epsg)
+    on_it = [
+        d
+        for d in found
+        if d.cls == "large-vehicle"
+        and (
+            oriented_iou(list(d.geometry.exterior.coords)[:4], truth.corners_utm) > 0.3
+            or d.geometry.centroid.distance(truth.polygon_utm.centroid) < 3.0
+        )
+    ]
+    assert on_it and all(loading.contains(d.geometry.centroid) for d in on_it)

@@ -28,13 +28,13 @@ from sitewatch.change import registry
 from sitewatch.change.history import Candidate, Event, Stack, follow
 from sitewatch.change.registry import AUTO
 from sitewatch.change.vectorize import ChangePolygon
+from sitewatch.detect.base import AUTO as AUTO_OBJECTS
+from sitewatch.detect.inventory import InventoryResult, ObservationDone, inventory_site
 from sitewatch.detect.rules import RuleMatch, evaluate_rules
 from sitewatch.errors import InputError
 from sitewatch.grid import SiteGrid, to_crs
-from sitewatch.ingest.pipeline import scene_masks
 from sitewatch.io.files import atomic_path
-from sitewatch.masks import quality_masks
-from sitewatch.observations import Layer, read_layer, read_sensor_masks
+from sitewatch.observations import Layer, read_clear_layer
 from sitewatch.workspace import Workspace, slug
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class AnalysisResult:
     geojson: Path | None
     regions: int = 0  # change regions the pairs gave, before they were followed and merged into changes
     rule_matches: tuple[RuleMatch, ...] = ()  # watch rules that fired on observations new to them
+    objects: InventoryResult | None = None  # the detection stage (vehicles, containers); None when not run
 
 
 def usable(ws: Workspace, observations: Sequence[Observation]) -> tuple[list[Observation], dict[int, str]]:
@@ -89,9 +90,12 @@ def analyze_site(
     *,
     detector: str = AUTO,
     align: bool = True,
+    objects: str | None = AUTO_OBJECTS,
     on_progress: Callable[[PairDone], None] | None = None,
+    on_objects: Callable[[ObservationDone], None] | None = None,
 ) -> AnalysisResult:
-    """Find change between consecutive usable observations, follow it through all of them; store and export it.
+    """Find change between consecutive usable observations, follow it through all of them; store and export it;
+    then count objects on every date (the detection stage, :mod:`sitewatch.detect.inventory`).
 
     Each change region of a pair is followed through the site's series (see
     :mod:`sitewatch.change.history`): a change that stays is persistent, one that comes and goes is
@@ -100,8 +104,13 @@ def analyze_site(
     co-registered to their reference first, and any that cannot be aligned are left out with the
     reason. DETECTOR ``auto`` picks the best detector valid for the site's bands and GSD.
 
+    OBJECTS names the object detector (``auto``: the learned one where installed, else the classic);
+    None skips the detection stage. Dates it has already done with the same model are not redone,
+    and dates too coarse for it are recorded as not resolvable, so counting adds little to a rerun.
+
     Raises:
         InputError: If the detector named cannot run on this site's imagery (the message says why).
+        NotFound: If the object detector named is unknown or not installed.
     """
     from sitewatch.change import get_detector, vectorize
 
@@ -129,20 +138,8 @@ def analyze_site(
         most observations are in two pairs, and every one is in the time series)."""
         key = (obs.id or 0, level)
         if key not in masked:
-            raw = read_layer(ws, obs, grid, level)
-            scene = scenes[obs.id or 0]
-            sensor = read_sensor_masks(
-                scene_masks(ws, scene), grid.crs, grid.transform_at(level), grid.shape_at(level), ws.settings.limits
-            )
-            quality = quality_masks(
-                raw.pixels,
-                raw.valid,
-                dtype=scene.dtype,
-                band_names=scene.band_names,
-                gsd=grid.gsd_at(level),
-                sensor=sensor,
-            )
-            masked[key] = Layer(raw.pixels if bands is None else raw.pixels[bands], quality.usable)
+            clear = read_clear_layer(ws, obs, scenes[obs.id or 0], grid, level)
+            masked[key] = Layer(clear.pixels if bands is None else clear.pixels[bands], clear.valid)
         return masked[key]
 
     index = {obs.id or 0: i for i, obs in enumerate(every)}
@@ -174,8 +171,10 @@ def analyze_site(
         )
     stored = [c for c in ws.catalog.replace_changes(site, name, changes) if c.detector == name]
     geojson = export_changes(ws, site, stored, scenes)
+    counted = None if objects is None else inventory_site(ws, site.name, detector=objects, on_progress=on_objects)
     fired = tuple(evaluate_rules(ws, site.name))
-    return AnalysisResult(site.name, name, len(pairs), stored, skipped, geojson, sum(map(len, found.values())), fired)
+    total = sum(map(len, found.values()))
+    return AnalysisResult(site.name, name, len(pairs), stored, skipped, geojson, total, fired, counted)
 
 
 def _resolve(detector: str, scenes: Sequence[Scene], gsd: float) -> str:

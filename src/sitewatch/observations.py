@@ -13,7 +13,7 @@ from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from sitewatch.catalog.models import Observation
+from sitewatch.catalog.models import Observation, Scene
 from sitewatch.grid import SiteGrid
 from sitewatch.io.raster import open_raster
 from sitewatch.settings import Limits
@@ -44,6 +44,26 @@ def read_layer(ws: Workspace, obs: Observation, grid: SiteGrid, level: int) -> L
                 data = vrt.read()
                 valid = vrt.dataset_mask() > 0
     return Layer(pixels=data.astype(np.float32), valid=valid)
+
+
+def read_clear_layer(ws: Workspace, obs: Observation, scene: Scene, grid: SiteGrid, level: int) -> Layer:
+    """OBS at LEVEL with every band, its valid mask narrowed to the clear pixels: cloud, cloud shadow
+    and saturation (found in the pixels, or given by the sensor's masks) are taken out. Every stage that
+    looks at an observation's ground reads it this way, so they agree on what could be seen.
+
+    SCENE is OBS's scene (its dtype, band names and sensor masks).
+    """
+    from sitewatch.ingest.pipeline import scene_masks
+    from sitewatch.masks import quality_masks
+
+    raw = read_layer(ws, obs, grid, level)
+    sensor = read_sensor_masks(
+        scene_masks(ws, scene), grid.crs, grid.transform_at(level), grid.shape_at(level), ws.settings.limits
+    )
+    quality = quality_masks(
+        raw.pixels, raw.valid, dtype=scene.dtype, band_names=scene.band_names, gsd=grid.gsd_at(level), sensor=sensor
+    )
+    return Layer(raw.pixels, quality.usable)
 
 
 def read_sensor_masks(

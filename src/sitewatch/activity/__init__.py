@@ -1,13 +1,15 @@
 """Activity: how busy a site and its zones are on each date, against their own normal level.
 
 :mod:`sitewatch.activity.index` measures an activity index per usable observation (the share of
-clear pixels departing from the site's background) for the whole site and each zone;
+clear pixels departing from the site's background) for the whole site and each zone, beside the
+objects counted per class by the detection stage;
 :mod:`sitewatch.activity.series` judges any dated series against its past: rolling robust
 baseline, anomaly flags with scores, and change-points.
 """
 
 from sitewatch.activity.index import (
     INDEX,
+    VEHICLES,
     ActivityIndex,
     ActivitySeries,
     IndexSettings,
@@ -21,6 +23,7 @@ from sitewatch.activity.series import BaselineSettings, ChangePoint, Point, Seri
 
 __all__ = [
     "INDEX",
+    "VEHICLES",
     "ActivityIndex",
     "ActivitySeries",
     "BaselineSettings",

@@ -31,13 +31,21 @@ How one date's index is made, and why:
 6. **Index.** Per area (the whole site, each zone): departing pixels over clear pixels. An area
    with less than ``min_clear`` of its pixels clear on a date has no index that date (the reason
    is kept).
+
+Counts per class are further columns of the same series (:func:`series_of`), read from what the
+detection stage stored (:mod:`sitewatch.detect.inventory`, run by ``sitewatch analyze``): objects
+whose box centre lies in the area, per class, plus ``vehicles`` (small and large together: a surge of
+trucks may be scored as either). A date has no count ("n/a", with the reason) when its GSD cannot
+resolve the objects, when it was left out or not looked at, or when less than ``min_clear`` of the
+area could be seen; it is never 0 for those. Counts are judged like the index, with the MAD floored
+at :data:`COUNT_MAD_FLOOR` objects, so a wobble of an object or two is never an anomaly.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -48,6 +56,8 @@ from shapely.geometry.base import BaseGeometry
 from sitewatch.activity.series import BaselineSettings, SeriesAnalysis, analyse
 from sitewatch.catalog.models import Observation, Site
 from sitewatch.change.history import HistorySettings
+from sitewatch.detect.base import LARGE, SMALL
+from sitewatch.detect.inventory import NOT_COUNTED, SiteCounts, site_counts
 from sitewatch.errors import NotFound
 from sitewatch.grid import SiteGrid, to_crs
 from sitewatch.workspace import Workspace
@@ -59,6 +69,10 @@ Image = NDArray[np.float32]
 STRIP_VALUES = 4_000_000
 #: The column of the activity index in an :class:`ActivitySeries` (counts per class are others).
 INDEX = "index"
+#: The column of small and large vehicles counted together.
+VEHICLES = "vehicles"
+#: Count columns' MAD is never below this many objects (see the module docstring).
+COUNT_MAD_FLOOR = 1.0
 
 
 @dataclass(frozen=True)
@@ -134,14 +148,21 @@ class ActivityIndex:
 
 @dataclass(frozen=True)
 class ActivitySeries:
-    """One area's activity series: per column (the index now; counts per class can join as further
-    columns), the values by date with baseline, anomalies and change-points; and the dates skipped."""
+    """One area's activity series: per column (the index, then counts per class), the values by date
+    with baseline, anomalies and change-points; the dates with no index, and those with no counts."""
 
     site: str
     zone: str | None  # None: the whole site
     columns: dict[str, SeriesAnalysis]
-    skipped: tuple[SkippedDate, ...]
+    skipped: tuple[SkippedDate, ...]  # dates with no index, and why
     observation_ids: dict[datetime, int]
+    counts_skipped: tuple[SkippedDate, ...] = ()  # dates with no counts ("n/a"), and why
+    counted_by: str | None = None  # the source of the counts ("detector:classic"); None: no counts
+
+    @property
+    def count_columns(self) -> tuple[str, ...]:
+        """The count columns, classes first, then ``vehicles``."""
+        return tuple(name for name in self.columns if name != INDEX)
 
     @property
     def area(self) -> str:
@@ -181,9 +202,11 @@ def site_activity(
     baseline: BaselineSettings | None = None,
     settings: IndexSettings | None = None,
     align: bool = True,
+    objects: str | None = None,
     on_progress: Callable[[DateDone], None] | None = None,
 ) -> SiteActivity:
-    """The activity index of a site and its zones, and each area's series against its baseline.
+    """The activity index of a site and its zones, counts per class, and each area's series against
+    its baseline.
 
     Args:
         ws: The workspace.
@@ -193,18 +216,29 @@ def site_activity(
         settings: How departing pixels are found.
         align: Co-register new observations first, as ``analyze`` does; the report passes False,
             so that writing a report never changes the workspace.
+        objects: The object detector whose stored counts to show (default: the one that looked at
+            the site last). Counts are only read here: ``sitewatch analyze`` makes them.
         on_progress: Called after each date.
 
     Raises:
-        NotFound: If the site, or a zone named, does not exist.
+        NotFound: If the site, a zone named or the object detector named does not exist.
     """
     index = activity_index(ws, site_name, zones=zones, settings=settings, align=align, on_progress=on_progress)
+    counts = site_counts(ws, ws.catalog.site(site_name), detector=objects)
+    min_clear = (settings or IndexSettings()).min_clear
     areas: list[str | None] = [None, *index.zones]
-    return SiteActivity(index, tuple(series_of(index, area, baseline) for area in areas))
+    return SiteActivity(index, tuple(series_of(index, area, baseline, counts, min_clear) for area in areas))
 
 
-def series_of(index: ActivityIndex, zone: str | None, baseline: BaselineSettings | None = None) -> ActivitySeries:
-    """The series of one area of INDEX (None: the whole site), judged against its own past."""
+def series_of(
+    index: ActivityIndex,
+    zone: str | None,
+    baseline: BaselineSettings | None = None,
+    counts: SiteCounts | None = None,
+    min_clear: float = IndexSettings.min_clear,
+) -> ActivitySeries:
+    """The series of one area of INDEX (None: the whole site), judged against its own past; with
+    COUNTS, a count column per class (and ``vehicles``) beside the index (module docstring)."""
     dates, values = [], []
     skipped = list(index.skipped)
     for date in index.dates:
@@ -215,13 +249,54 @@ def series_of(index: ActivityIndex, zone: str | None, baseline: BaselineSettings
         else:
             dates.append(date.acquired)
             values.append(value.index)
+    columns = {INDEX: analyse(dates, values, baseline)}
+    observation_ids = {d.acquired: d.observation_id for d in index.dates}
+    counts_skipped: list[SkippedDate] = []
+    if counts is not None and counts.source is not None:
+        counted, counts_skipped = count_columns(counts, zone, baseline, min_clear)
+        columns.update(counted)
+        observation_ids.update({d.acquired: d.observation_id for d in counts.dates})
     return ActivitySeries(
         site=index.site,
         zone=zone,
-        columns={INDEX: analyse(dates, values, baseline)},
+        columns=columns,
         skipped=tuple(sorted(skipped, key=lambda s: s.acquired)),
-        observation_ids={d.acquired: d.observation_id for d in index.dates},
+        observation_ids=observation_ids,
+        counts_skipped=tuple(sorted(counts_skipped, key=lambda s: s.acquired)),
+        counted_by=None if counts is None else counts.source,
     )
+
+
+def count_columns(
+    counts: SiteCounts, zone: str | None, baseline: BaselineSettings | None, min_clear: float
+) -> tuple[dict[str, SeriesAnalysis], list[SkippedDate]]:
+    """One area's count series per class (and ``vehicles``), and the dates with no counts, and why."""
+    names = list(counts.classes)
+    if SMALL in names and LARGE in names:
+        names.append(VEHICLES)
+    dates: list[datetime] = []
+    values: dict[str, list[float]] = {name: [] for name in names}
+    skipped: list[SkippedDate] = []
+    for date in counts.dates:
+        area = None if date.counts is None else date.counts.get(zone)
+        share = date.clear.get(zone, 0.0)
+        if area is None:
+            skipped.append(SkippedDate(date.acquired, date.observation_id, date.reason or NOT_COUNTED))
+        elif share < min_clear:
+            where = "the site" if zone is None else "the zone"
+            skipped.append(SkippedDate(date.acquired, date.observation_id, f"only {share:.0%} of {where} clear"))
+        else:
+            dates.append(date.acquired)
+            for name in names:
+                values[name].append(float(area[SMALL] + area[LARGE] if name == VEHICLES else area.get(name, 0)))
+    settings = count_settings(baseline)
+    return {name: analyse(dates, values[name], settings) for name in names}, skipped
+
+
+def count_settings(baseline: BaselineSettings | None) -> BaselineSettings:
+    """BASELINE for counts: the same window and threshold, the MAD floored at whole objects."""
+    base = baseline or BaselineSettings()
+    return replace(base, mad_floor=max(base.mad_floor, COUNT_MAD_FLOOR))
 
 
 def activity_index(
@@ -410,23 +485,10 @@ class _Stack:
 
     def _read(self, obs: Observation) -> tuple[Image, Mask]:
         """OBS on the working grid, and its clear pixels: inside the site, no cloud, cloud shadow or saturation."""
-        from sitewatch.ingest.pipeline import scene_masks
-        from sitewatch.masks import quality_masks
-        from sitewatch.observations import read_layer, read_sensor_masks
+        from sitewatch.observations import read_clear_layer
 
-        grid, level, scene = self.grid, self.level, self.scenes[obs.id or 0]
-        raw = read_layer(self.ws, obs, grid, level)
-        sensor = read_sensor_masks(
-            scene_masks(self.ws, scene),
-            grid.crs,
-            grid.transform_at(level),
-            grid.shape_at(level),
-            self.ws.settings.limits,
-        )
-        quality = quality_masks(
-            raw.pixels, raw.valid, dtype=scene.dtype, band_names=scene.band_names, gsd=grid.gsd_at(level), sensor=sensor
-        )
-        return raw.pixels, quality.usable & self.inside
+        layer = read_clear_layer(self.ws, obs, self.scenes[obs.id or 0], self.grid, self.level)
+        return layer.pixels, layer.valid & self.inside
 
     def _shadow(self, diff: Image) -> Mask:
         """Pixels whose log difference is a shadow's: alike in red, green and blue, and bluer when darker."""

@@ -1,7 +1,7 @@
 """A dated series against its own past: rolling robust baseline, anomaly scores and change-points.
 
-Pure numpy and scipy on ``(dates, values)``; nothing here reads a file. Any column of an activity
-series goes through the same analysis (the activity index now, counts per class later), so the
+Pure numpy and scipy on ``(dates, values)``; nothing here reads a file. Every column of an activity
+series goes through the same analysis (the activity index, and the counts per class), so the
 units are the caller's; only :class:`BaselineSettings` floors are in those units.
 
 - **Baseline** of a date: the median and MAD of the ``window`` dates before it (never the date

@@ -19,7 +19,7 @@ from typing import Any
 from shapely import wkt
 from shapely.geometry.base import BaseGeometry
 
-from sitewatch.catalog.models import Change, Detection, Observation, Scene, Site, WatchRule, Zone
+from sitewatch.catalog.models import Change, Detection, DetectionRun, Observation, Scene, Site, WatchRule, Zone
 from sitewatch.catalog.schema import MIGRATIONS
 from sitewatch.errors import AlreadyExists, NotFound, WorkspaceError
 
@@ -428,6 +428,50 @@ class Catalog:
         ).fetchall()
         return [_detection_from_row(row) for row in rows]
 
+    def record_detection_run(self, run: DetectionRun, detections: Sequence[Detection]) -> DetectionRun:
+        """Store one detector pass over one observation and its DETECTIONS, replacing the observation's
+        earlier pass and detections of the same source, in one transaction (so re-running is idempotent)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "DELETE FROM detections WHERE site_id = ? AND observation_id = ? AND source = ?",
+                (run.site_id, run.observation_id, run.source),
+            )
+            conn.execute(
+                "DELETE FROM detection_runs WHERE observation_id = ? AND source = ?", (run.observation_id, run.source)
+            )
+            cur = conn.execute(
+                "INSERT INTO detection_runs (site_id, observation_id, source, model, observation_path, gsd_m,"
+                " resolvable, reason, counts, clear, seconds, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run.site_id,
+                    run.observation_id,
+                    run.source,
+                    run.model,
+                    str(run.observation_path),
+                    run.gsd,
+                    int(run.resolvable),
+                    run.reason,
+                    json.dumps(run.counts),
+                    json.dumps(sorted(run.clear.items(), key=lambda kv: (kv[0] is not None, kv[0] or ""))),
+                    run.seconds,
+                    utc_text(run.created),
+                ),
+            )
+            run_id = int(cur.lastrowid or 0)
+            for det in detections:
+                self._insert_detection(conn, det)
+        row = self._conn.execute("SELECT * FROM detection_runs WHERE id = ?", (run_id,)).fetchone()
+        return _run_from_row(row)
+
+    def detection_runs(self, site: Site, *, source: str | None = None) -> list[DetectionRun]:
+        """A site's detector passes, newest first; only those of SOURCE if given."""
+        rows = self._conn.execute(
+            "SELECT * FROM detection_runs WHERE site_id = ? AND (? IS NULL OR source = ?)"
+            " ORDER BY created DESC, id DESC",
+            (site.id, source, source),
+        ).fetchall()
+        return [_run_from_row(row) for row in rows]
+
     def add_rule(self, rule: WatchRule) -> WatchRule:
         """Store a new watch rule; its name must be free in its site."""
         with self.transaction() as conn:
@@ -569,6 +613,24 @@ def _detection_from_row(row: sqlite3.Row) -> Detection:
         source=row["source"],
         colour=row["colour"],
         attrs=json.loads(row["attrs"]),
+        id=row["id"],
+    )
+
+
+def _run_from_row(row: sqlite3.Row) -> DetectionRun:
+    return DetectionRun(
+        site_id=row["site_id"],
+        observation_id=row["observation_id"],
+        source=row["source"],
+        model=row["model"],
+        observation_path=Path(row["observation_path"]),
+        gsd=row["gsd_m"],
+        resolvable=bool(row["resolvable"]),
+        reason=row["reason"],
+        counts={str(cls): int(n) for cls, n in json.loads(row["counts"]).items()},
+        clear={name: float(share) for name, share in json.loads(row["clear"])},
+        seconds=row["seconds"],
+        created=parse_utc(row["created"]),
         id=row["id"],
     )
 

@@ -161,6 +161,27 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class DetectionRun:
+    """One object detector's pass over one observation, kept whether or not it found anything, so
+    that a date with no objects (0) is told apart from one never looked at or too coarse to see them
+    (no count), and so that a pass is not repeated for the same model and the same pixels."""
+
+    site_id: int
+    observation_id: int
+    source: str  # "detector:<name>", as on its detections
+    model: str  # the detector and its model file (a new model means a new pass)
+    observation_path: Path  # the observation file looked at (realignment writes a new one)
+    gsd: float  # metres per pixel looked at
+    resolvable: bool  # False: the GSD is too coarse for the detector's objects (no counts, REASON)
+    reason: str | None
+    counts: dict[str, int]  # detections kept per class, every class the detector reports
+    clear: dict[str | None, float]  # share of the site (None) and of each zone that could be seen
+    seconds: float
+    created: datetime
+    id: int | None = None
+
+
+@dataclass(frozen=True)
 class WatchRule:
     """A saved query that fires when a new observation of its site matches.
 

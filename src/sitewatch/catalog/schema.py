@@ -125,4 +125,23 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (site_id, name)
     );
     """,
+    """
+    CREATE TABLE detection_runs (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        observation_id INTEGER NOT NULL REFERENCES observations(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        model TEXT NOT NULL,
+        observation_path TEXT NOT NULL,
+        gsd_m REAL NOT NULL,
+        resolvable INTEGER NOT NULL,
+        reason TEXT,
+        counts TEXT NOT NULL DEFAULT '{}',
+        clear TEXT NOT NULL DEFAULT '{}',
+        seconds REAL NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (observation_id, source)
+    );
+    CREATE INDEX detection_runs_by_site ON detection_runs (site_id, source);
+    """,
 )

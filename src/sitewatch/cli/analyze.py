@@ -1,4 +1,5 @@
-"""``sitewatch analyze``: find, date and store change polygons for a site, persistent change first."""
+"""``sitewatch analyze``: find, date and store change polygons for a site, persistent change first; then
+count vehicles and containers on every date fine enough to show them."""
 
 from __future__ import annotations
 
@@ -20,23 +21,35 @@ def analyze(
             "--detector", help="Change detector (see `sitewatch change --help`); auto: the best for the imagery."
         ),
     ] = "auto",
+    objects: Annotated[
+        str,
+        typer.Option(
+            "--objects",
+            help="Object detector for the counts (auto: the learned one where installed, else classic; none: skip).",
+        ),
+    ] = "auto",
     no_align: NoAlignOption = False,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Align a site's observations, compare consecutive ones, follow each change through all of them;
-    store the changes (persistent, transient or unconfirmed, dated) and export them as GeoJSON."""
+    store the changes (persistent, transient or unconfirmed, dated) and export them as GeoJSON. Then
+    count objects per class on every usable date (dates already counted with the same model are kept)."""
     from sitewatch.analyze import analyze_site
 
     with open_workspace(workspace) as ws, progress_bar() as bar:
         task = bar.add_task(f"analyzing {site}", total=None)
+        counting = bar.add_task(f"counting objects in {site}", total=None, visible=False)
         result = analyze_site(
             ws,
             site,
             detector=detector,
             align=not no_align,
+            objects=None if objects == "none" else objects,
             on_progress=lambda e: bar.update(task, total=e.total, completed=e.done),
+            on_objects=lambda e: bar.update(counting, total=e.total, completed=e.done, visible=True),
         )
+    counted = result.objects
     if as_json:
         print_json(
             {
@@ -49,6 +62,17 @@ def analyze(
                 "by_persistence": {p: sum(c.persistence == p for c in result.changes) for p in PERSISTENCE},
                 "skipped": result.skipped,
                 "geojson": str(result.geojson) if result.geojson else None,
+                "objects": None
+                if counted is None
+                else {
+                    "detector": counted.detector,
+                    "model": counted.model,
+                    "dates": len(counted.runs),
+                    "counted_now": counted.fresh,
+                    "detections": counted.detections,
+                    "not_resolvable": {run.observation_id: run.reason for run in counted.not_resolvable},
+                    "seconds": round(counted.seconds, 2),
+                },
             }
         )
         return
@@ -69,6 +93,12 @@ def analyze(
         )
     if result.geojson:
         typer.echo(f"GeoJSON: {result.geojson}")
+    if counted is not None:
+        coarse = f", {len(counted.not_resolvable)} too coarse to resolve them" if counted.not_resolvable else ""
+        typer.echo(
+            f"objects: {counted.detections} on {len(counted.runs)} dates{coarse} ({counted.detector}; "
+            f"{counted.fresh} dates counted now in {counted.seconds:.1f} s); see `sitewatch activity`"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -87,12 +87,12 @@ class LearnedDetector(ObjectDetector):
     @classmethod
     def available(cls, models: Path | None = None) -> bool:
         """Whether the model file is installed (in MODELS, else in the package)."""
-        from sitewatch.errors import NotFound
+        from sitewatch.errors import SitewatchError
         from sitewatch.models import find
 
         try:
             find(MODEL_NAME, models)
-        except NotFound:
+        except SitewatchError:  # missing, or its metadata unreadable: not usable
             return False
         return True
 

@@ -33,8 +33,10 @@ STATS_PIXELS = 1_000_000
 #: Overlap (oriented IoU) above which two boxes from neighbouring slices are one object.
 MERGE_IOU = 0.3
 
-#: Reads ``(bands, rows, cols)`` for the window (row0, col0, rows, cols) of the source image.
-WindowReader = Callable[[int, int, int, int], np.ndarray]
+#: Reads the window (row0, col0, rows, cols) of the source image resampled to (out_rows, out_cols):
+#: ``(bands, out_rows, out_cols)``. Resampling while reading keeps a slice of a very fine image
+#: from ever being held at full resolution in float.
+WindowReader = Callable[[int, int, int, int, int, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,13 @@ def detect_array(
     bands = _rgb_bands(image.shape[0], rgb)
     stats = scaling(image[list(bands), ::step, ::step])
 
-    def read(row0: int, col0: int, rows: int, cols: int) -> np.ndarray:
-        return image[list(bands), row0 : row0 + rows, col0 : col0 + cols]
+    def read(row0: int, col0: int, rows: int, cols: int, out_rows: int, out_cols: int) -> np.ndarray:
+        window = image[list(bands), row0 : row0 + rows, col0 : col0 + cols]
+        if (out_rows, out_cols) == (rows, cols):
+            return window
+        method = cv2.INTER_AREA if out_rows < rows else cv2.INTER_LINEAR
+        # One band at a time in float: integer resampling rounds, and would move edges at ties.
+        return np.stack([cv2.resize(b.astype(np.float32), (out_cols, out_rows), interpolation=method) for b in window])
 
     return detect_windows(read, (image.shape[1], image.shape[2]), gsd, detector, stats, slice_px)
 
@@ -135,8 +142,12 @@ def detect_file(
         sample = src.read(bands, out_shape=shape, resampling=Resampling.nearest)
         stats = scaling(sample)
 
-        def read(row0: int, col0: int, rows: int, cols: int) -> np.ndarray:
-            window: np.ndarray = src.read(bands, window=Window(col0, row0, cols, rows))
+        def read(row0: int, col0: int, rows: int, cols: int, out_rows: int, out_cols: int) -> np.ndarray:
+            method = Resampling.average if out_rows < rows else Resampling.bilinear
+            shape = (len(bands), out_rows, out_cols)
+            window: np.ndarray = src.read(
+                bands, window=Window(col0, row0, cols, rows), out_shape=shape, resampling=method
+            )
             return window
 
         return detect_windows(read, (src.height, src.width), gsd, detector, stats, slice_px)
@@ -172,12 +183,11 @@ def detect_windows(
         for col0 in range(0, cols, core):
             r0, c0 = max(0, row0 - margin), max(0, col0 - margin)
             r1, c1 = min(rows, row0 + core + margin), min(cols, col0 + core + margin)
-            window = read(r0, c0, r1 - r0, c1 - c0).astype(np.float32)
-            tile = np.clip((window - low) / span, 0.0, 1.0)
             out_rows, out_cols = max(1, round((r1 - r0) * factor)), max(1, round((c1 - c0) * factor))
-            if (out_rows, out_cols) != tile.shape[1:]:
-                method = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-                tile = np.stack([cv2.resize(b, (out_cols, out_rows), interpolation=method) for b in tile])
+            tile = read(r0, c0, r1 - r0, c1 - c0, out_rows, out_cols).astype(np.float32)
+            tile -= low
+            tile /= span
+            np.clip(tile, 0.0, 1.0, out=tile)
             count += 1
             sx, sy = (c1 - c0) / out_cols, (r1 - r0) / out_rows
             for detection in detector.detect_tile(np.ascontiguousarray(tile, dtype=np.float32)):

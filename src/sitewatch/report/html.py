@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -45,7 +45,7 @@ from sitewatch.report.chips import (
 )
 
 if TYPE_CHECKING:
-    from sitewatch.activity import ActivitySeries, SiteActivity
+    from sitewatch.activity import ActivitySeries, SeriesAnalysis, SiteActivity, SkippedDate
 
 #: How many changes get a before/after chip pair: the rest are in the table and on the overviews.
 MAX_CHIP_PAIRS = 20
@@ -661,6 +661,8 @@ def _area(square_metres: float) -> str:
 #: Size of one activity chart (SVG user units), and its plotting area: left, top, right, bottom.
 CHART_SIZE = (560, 170)
 CHART_PLOT = (46, 10, 548, 146)
+#: A series' finding when nothing stood out.
+QUIET = "no anomalies, no change-points"
 
 
 @dataclass(frozen=True)
@@ -675,27 +677,40 @@ class ChartPoint:
 
 @dataclass(frozen=True)
 class ChartMark:
-    """A vertical mark on an activity chart (a change-point, or a date with no index) and its tooltip."""
+    """A vertical mark on an activity chart (a change-point, or a date with no value) and its tooltip."""
 
     x: float
     label: str
 
 
 @dataclass(frozen=True)
+class ChartLine:
+    """A further series drawn thin on a chart (one class of objects beside their total), with its name."""
+
+    name: str
+    points: str  # SVG points
+    css: str  # CSS class
+
+
+@dataclass(frozen=True)
 class ActivityChart:
-    """One area's activity index as numbers for the template's SVG (so nothing is marked safe)."""
+    """One area's series as numbers for the template's SVG (so nothing is marked safe): the activity
+    index, and below it (COUNTS) the objects counted per date."""
 
     title: str
-    line: str  # SVG points of the index
+    what: str  # what is drawn ("Activity index", "Vehicles counted"), for the SVG's title
+    line: str  # SVG points of the main series
     median: str  # SVG points of the baseline median
     band: str  # SVG polygon of the normal range: median ± threshold · 1.4826 · MAD
     points: tuple[ChartPoint, ...]
     change_points: tuple[ChartMark, ...]
     skipped: tuple[ChartMark, ...]
-    y_top: str  # the index at the top of the plot
+    y_top: str  # the value at the top of the plot
     first: str  # first and last date shown
     last: str
     findings: tuple[str, ...]  # anomalies and change-points in words
+    others: tuple[ChartLine, ...] = ()
+    counts: ActivityChart | None = None
 
 
 @dataclass(frozen=True)
@@ -720,8 +735,15 @@ def activity_section(activity: SiteActivity) -> ActivitySection:
         f"other things that come and go. Each date is compared with up to {settings.window} dates before it: "
         f"the shaded band is the normal range (median ± {settings.threshold} robust deviations), red dots "
         "are anomalies, dashed lines are change-points (a lasting new level), grey ticks are dates with no "
-        "index. Hover over a mark for its figures."
+        "value. Hover over a mark for its figures."
     )
+    counted_by = activity.series[0].counted_by
+    if counted_by is not None:
+        method += (
+            f" Below each index, the objects the {counted_by.removeprefix('detector:')} detector counted there "
+            "on each date (the bold line, judged the same way, is the total; thin lines are its classes); "
+            "dates too coarse to resolve vehicles, or not looked at, have no count (n/a), never zero."
+        )
     return ActivitySection(
         charts=tuple(_activity_chart(series) for series in activity.series),
         method=method,
@@ -730,15 +752,62 @@ def activity_section(activity: SiteActivity) -> ActivitySection:
 
 
 def _activity_chart(series: ActivitySeries) -> ActivityChart:
-    """One area's chart: dates placed by time, the index from 0 to a little above its peak."""
-    analysis = series.index
+    """One area's index chart, with its counts chart below on the same time axis."""
+    from sitewatch.activity import VEHICLES
+
+    names = series.count_columns
+    dated = [p.date for p in series.index.points] + [s.acquired for s in series.skipped]
+    dated += [p.date for n in names for p in series.columns[n].points] + [s.acquired for s in series.counts_skipped]
+    times = sorted(_utc(when).timestamp() for when in dated)
+    span = (times[0], times[-1]) if times else None
+    chart = _chart(
+        series.area, "Activity index", series.index, series.skipped, span, lambda v: f"{v:.3f}", minimum=0.01
+    )
+    if not names:
+        return chart
+    main = VEHICLES if VEHICLES in names else names[0]
+    counts = _chart(
+        series.area,
+        f"{main.capitalize()} counted",
+        series.columns[main],
+        series.counts_skipped,
+        span,
+        lambda v: f"{v:.0f}",
+        minimum=1.0,
+        subject=main,
+        others={n: series.columns[n] for n in names if n != main},
+    )
+    findings = list(counts.findings)
+    for name in names:
+        if name != main:
+            findings += _findings(series.columns[name], lambda v: f"{v:.0f}", name)
+    return replace(chart, counts=replace(counts, findings=tuple(findings)))
+
+
+def _chart(
+    title: str,
+    what: str,
+    analysis: SeriesAnalysis,
+    skipped: Sequence[SkippedDate],
+    span: tuple[float, float] | None,
+    number: Callable[[float], str],
+    *,
+    minimum: float,
+    subject: str = "activity",
+    others: Mapping[str, SeriesAnalysis] | None = None,
+) -> ActivityChart:
+    """A chart of ANALYSIS over SPAN (first and last POSIX time; None: no dates): dates placed by time,
+    values from 0 to a little above the peak (at least MINIMUM); OTHERS drawn as thin lines; NUMBER
+    formats a value, SUBJECT names the series in words ("vehicles rose after ...")."""
     points = analysis.points
+    others = others or {}
+    unit = _unit(subject)
     left, top, right, bottom = CHART_PLOT
-    times = sorted([_utc(p.date).timestamp() for p in points] + [_utc(s.acquired).timestamp() for s in series.skipped])
-    t0, t1 = (times[0], times[-1]) if times else (0.0, 0.0)
+    t0, t1 = span or (0.0, 0.0)
     width = 1.4826 * analysis.settings.threshold  # the normal range, in MADs either side of the median
     based = [(p.date, p.median, p.mad) for p in points if p.median is not None and p.mad is not None]
-    y_top = 1.1 * max([0.01, *(p.value for p in points), *(m + width * d for _, m, d in based)])
+    peaks = [p.value for other in others.values() for p in other.points]
+    y_top = 1.1 * max([minimum, *(p.value for p in points), *peaks, *(m + width * d for _, m, d in based)])
 
     def x(when: datetime) -> float:
         share = (_utc(when).timestamp() - t0) / (t1 - t0) if t1 > t0 else 0.5
@@ -749,14 +818,9 @@ def _activity_chart(series: ActivitySeries) -> ActivityChart:
 
     band = [f"{x(w)},{y(m + width * d)}" for w, m, d in based]
     band += [f"{x(w)},{y(m - width * d)}" for w, m, d in reversed(based)]
-    findings = [
-        f"{_date(p.date)}: {p.value:.3f}, {p.anomaly} (z {p.z:+.1f})" for p in analysis.anomalies if p.z is not None
-    ]
-    findings += [c.words() for c in analysis.change_points]
-    if analysis.note:
-        findings.append(analysis.note)
     return ActivityChart(
-        title=series.area,
+        title=title,
+        what=what,
         line=" ".join(f"{x(p.date)},{y(p.value)}" for p in points),
         median=" ".join(f"{x(w)},{y(m)}" for w, m, _ in based),
         band=" ".join(band) if len(based) > 1 else "",
@@ -764,17 +828,48 @@ def _activity_chart(series: ActivitySeries) -> ActivityChart:
             ChartPoint(
                 x(p.date),
                 y(p.value),
-                f"{_date(p.date)}: {p.value:.3f}" + (f", z {p.z:+.1f}" if p.z is not None else ", no baseline yet"),
+                f"{_date(p.date)}: {number(p.value)}{unit}"
+                + "".join(f", {n} {number(_value_on(o, p.date))}" for n, o in others.items())
+                + (f", z {p.z:+.1f}" if p.z is not None else ", no baseline yet"),
                 p.anomaly is not None,
             )
             for p in points
         ),
         change_points=tuple(
-            ChartMark(round((x(c.last_before) + x(c.first_after)) / 2, 1), c.words()) for c in analysis.change_points
+            ChartMark(round((x(c.last_before) + x(c.first_after)) / 2, 1), c.words(subject))
+            for c in analysis.change_points
         ),
-        skipped=tuple(ChartMark(x(s.acquired), f"{_date(s.acquired)}: {s.reason}") for s in series.skipped),
-        y_top=f"{y_top:.3f}",
-        first=_date(datetime.fromtimestamp(t0, UTC)) if times else "",
-        last=_date(datetime.fromtimestamp(t1, UTC)) if times else "",
-        findings=tuple(findings) or ("no anomalies, no change-points",),
+        skipped=tuple(ChartMark(x(s.acquired), f"{_date(s.acquired)}: {s.reason}") for s in skipped),
+        y_top=number(y_top),
+        first=_date(datetime.fromtimestamp(t0, UTC)) if span else "",
+        last=_date(datetime.fromtimestamp(t1, UTC)) if span else "",
+        findings=_findings(analysis, number, subject) or (f"{subject}: {QUIET}" if unit else QUIET,),
+        others=tuple(
+            ChartLine(name, " ".join(f"{x(p.date)},{y(p.value)}" for p in other.points), f"class{k % 3}")
+            for k, (name, other) in enumerate(others.items())
+        ),
     )
+
+
+def _findings(analysis: SeriesAnalysis, number: Callable[[float], str], subject: str) -> tuple[str, ...]:
+    """ANALYSIS's anomalies and change-points, and its note, in words (SUBJECT names the series)."""
+    unit = _unit(subject)
+    found = [
+        f"{_date(p.date)}: {number(p.value)}{unit}, {p.anomaly} (z {p.z:+.1f})"
+        for p in analysis.anomalies
+        if p.z is not None
+    ]
+    found += [c.words(subject) for c in analysis.change_points]
+    if analysis.note:
+        found.append(analysis.note)
+    return tuple(found)
+
+
+def _unit(subject: str) -> str:
+    """What a value of SUBJECT's series counts, after a space ("" for the activity index, a share)."""
+    return "" if subject == "activity" else f" {subject}"
+
+
+def _value_on(analysis: SeriesAnalysis, when: datetime) -> float:
+    """ANALYSIS's value on WHEN (the count columns of an area share their dates)."""
+    return next(p.value for p in analysis.points if p.date == when)

@@ -41,7 +41,7 @@ from sitewatch.train.loop import StepDone, TrainSettings, optimise
 log = logging.getLogger(__name__)
 
 #: Decoder channels at strides 2, 4, 8 and 16.
-DECODER_WIDTHS: tuple[int, ...] = (24, 32, 48, 96)
+DECODER_WIDTHS: tuple[int, ...] = (16, 32, 48, 96)
 #: The encoder is frozen up to and including the stage of this stride.
 FROZEN_STRIDE = 4
 #: Prior probability of an object centre in a cell: the heatmap bias starts there.
@@ -72,11 +72,11 @@ class ObjectNet(nn.Module):
         self.top = nn.Sequential(_conv(channels[-1], widths[-1], 1), _conv(widths[-1], widths[-1], 3))
         self.skips = nn.ModuleList(_conv(c, w, 1) for c, w in zip(channels[:-1], widths[:-1], strict=True))
         self.fuse = nn.ModuleList(_conv(widths[i + 1] + widths[i], widths[i], 3) for i in range(len(widths) - 1))
-        self.heat = nn.Sequential(_conv(widths[0], widths[0], 3), nn.Conv2d(widths[0], len(MODEL_CLASSES), 1))
-        self.box = nn.Sequential(_conv(widths[0], widths[0], 3), nn.Conv2d(widths[0], 6, 1))
-        last = self.heat[-1]
-        assert isinstance(last, nn.Conv2d) and last.bias is not None
-        nn.init.constant_(last.bias, float(np.log(PRIOR / (1 - PRIOR))))
+        self.head = _conv(widths[0], widths[0], 3)  # one shared 3x3 at stride 2: the costliest layer
+        self.heat = nn.Conv2d(widths[0], len(MODEL_CLASSES), 1)
+        self.box = nn.Conv2d(widths[0], 6, 1)
+        assert self.heat.bias is not None
+        nn.init.constant_(self.heat.bias, float(np.log(PRIOR / (1 - PRIOR))))
         for module in self._frozen_modules():
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
@@ -98,6 +98,7 @@ class ObjectNet(nn.Module):
         for i in reversed(range(len(self.skips))):
             x = functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = self.fuse[i](torch.cat([x, self.skips[i](features[i])], dim=1))
+        x = self.head(x)
         heat: torch.Tensor = self.heat(x)
         box: torch.Tensor = self.box(x)
         return heat, box
