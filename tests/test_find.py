@@ -19,8 +19,9 @@ from sitewatch.catalog.db import Catalog
 from sitewatch.catalog.models import Detection
 from sitewatch.catalog.schema import MIGRATIONS
 from sitewatch.demo.build import DemoResult, build_demo
-from sitewatch.detect import Query, colour_range, evaluate_rules, find_objects, name_of, parse_span, save_rule, search
-from sitewatch.detect.find import CLASS, SOURCE, Candidate, resolvable
+from sitewatch.detect.colour import colour_range, name_of
+from sitewatch.detect.find import CLASS, SOURCE, Candidate, Query, find_objects, parse_span, resolvable, search
+from sitewatch.detect.rules import evaluate_rules, save_rule
 from sitewatch.errors import AlreadyExists, InputError, UnknownName
 from sitewatch.workspace import Workspace
 from tests.conftest import run_sitewatch

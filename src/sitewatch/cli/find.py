@@ -34,8 +34,9 @@ def find(
 ) -> None:
     """Find objects of a colour (judged in CIELAB against the local background, robust to haze and
     illumination) and size on a site's dates; rank them, store them as detections, write a chip each."""
-    from sitewatch.detect import Query, colour_range, parse_span, search
-    from sitewatch.detect import save_rule as save
+    from sitewatch.detect.colour import colour_range
+    from sitewatch.detect.find import Query, parse_span, search
+    from sitewatch.detect.rules import save_rule as save
 
     query = Query(
         colour=colour_range(color).name,

@@ -252,6 +252,7 @@ def evaluate(
     gsd: float | None = None,
     min_score: float = OPERATING_SCORE,
     on_progress: Callable[[ImageDone], None] | None = None,
+    shipped: Path | None = None,
 ) -> Evaluation:
     """Run every detector on every image (from :func:`sitewatch.detect.dota.find_images`) and score it per class.
 
@@ -263,6 +264,7 @@ def evaluate(
         gsd: metres per pixel for every image, instead of the label headers and the estimates.
         min_score: the operating score counts, recall and precision are taken at.
         on_progress: called after each detector on each image (skipped ones included).
+        shipped: a model folder to treat as the shipped models (scoring a model before it ships).
 
     Raises:
         NotFound: If a detector name is unknown (before any image is read).
@@ -270,7 +272,7 @@ def evaluate(
     """
     if gsd is not None and not gsd > 0:
         raise InputError("--gsd", f"must be positive, got {gsd}")
-    chooser = _ModelChooser(fold_folders(models) if models is not None else [])
+    chooser = _ModelChooser(fold_folders(models) if models is not None else [], shipped)
     names = _select(detectors, chooser)
     results: dict[str, list[ImageResult]] = {name: [] for name in names}
     classes: dict[str, tuple[str, ...]] = {}
@@ -453,8 +455,9 @@ class _ModelChooser:
     Instances are made once per (name, model folder) and reused: a learned one loads its model once.
     """
 
-    def __init__(self, folds: list[Path]) -> None:
+    def __init__(self, folds: list[Path], shipped: Path | None = None) -> None:
         self.folds = folds
+        self.shipped = shipped
         self._made: dict[tuple[str, Path | None], base.ObjectDetector | str] = {}
 
     def available(self, name: str) -> bool:
@@ -486,7 +489,7 @@ class _ModelChooser:
         key = (name, folder)
         if key not in self._made:
             try:
-                self._made[key] = base.get(name, folder)
+                self._made[key] = base.get(name, folder or self.shipped)
             except NotFound as exc:
                 self._made[key] = str(exc)
         return self._made[key]

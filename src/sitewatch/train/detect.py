@@ -330,3 +330,27 @@ focal heatmap loss + L1 box loss, seed {training["seed"]}; final loss {training[
 
 `{metadata["reproduce"]}` (needs the `train` extra).
 """
+
+
+def record_scores(model_dir: Path, data_root: Path, folds_root: Path | None = None) -> dict[str, Any]:
+    """Score MODEL_DIR's model (and, with FOLDS_ROOT, the fold models on the images each left out) on
+    the DOTA images under DATA_ROOT; store the figures in its metadata and card, and return them."""
+    from sitewatch.detect.dota import find_images
+    from sitewatch.eval.detect import evaluate
+
+    images = find_images(data_root)
+    metrics: dict[str, Any] = {}
+    for folder in (None, folds_root) if folds_root else (None,):
+        evaluation = evaluate(images, ["learned"], models=folder, shipped=model_dir)
+        for score in evaluation.scores:
+            if score.truth and score.ap is not None:
+                metrics[f"{score.protocol}: {score.cls}"] = (
+                    f"AP50 {score.ap:.3f} (oriented IoU > 0.5); at score {score.min_score:g}: recall "
+                    f"{score.recall or 0:.2f}, precision {score.precision or 0:.2f}, mean count error "
+                    f"{score.mean_count_error or 0:.2f}; {score.truth} objects in {score.images} images"
+                )
+    path = model_dir / f"{MODEL_NAME}.json"
+    metadata = json.loads(path.read_text(encoding="utf-8"))
+    metadata["metrics"] = metrics
+    write_metadata(model_dir, metadata)
+    return metrics
