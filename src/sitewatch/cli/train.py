@@ -93,6 +93,10 @@ def detect(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sampling and initialisation.")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads.")] = 2,
+    demo_seeds: Annotated[
+        str,
+        typer.Option("--demo-seeds", help="Demo generator seeds rendered as synthetic training sites ('' for none)."),
+    ] = "11,12",
 ) -> None:
     """Train the oriented vehicle and container detector on DOTA images under --data; export it as ONNX."""
     if importlib.util.find_spec("torch") is None:
@@ -109,8 +113,12 @@ def detect(
         raise typer.BadParameter("--crop must be a multiple of 16", param_hint="--crop")
     settings = replace(DETECT_SETTINGS, steps=steps, batch=batch, seed=seed, threads=threads, minutes=minutes)
     augment = Augment(crop=crop)
+    try:
+        seeds = [int(v) for v in demo_seeds.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter("comma-separated integers", param_hint="--demo-seeds") from None
     base = ["sitewatch", "train", "detect", "--data", str(data), "--seed", str(seed), "--steps", str(steps)]
-    base += ["--batch", str(batch), "--crop", str(crop), "--threads", str(threads)]
+    base += ["--batch", str(batch), "--crop", str(crop), "--threads", str(threads), "--demo-seeds", demo_seeds]
     if minutes is not None:
         base += ["--minutes", f"{minutes:g}"]
 
@@ -129,5 +137,7 @@ def detect(
             for i in (range(folds) if fold is None else [fold])
         ]
     for folder, exclude, command in runs:
-        path = train(folder, data, exclude, settings, augment, command=shlex.join(command), on_progress=report)
+        path = train(
+            folder, data, exclude, settings, augment, command=shlex.join(command), on_progress=report, demo_seeds=seeds
+        )
         typer.echo(path)

@@ -112,12 +112,14 @@ def box_from_corners(corners: np.ndarray, cls: int, ignore: bool = False) -> Box
 
 @dataclass(frozen=True)
 class Source:
-    """One DOTA image in memory at :data:`STORE_GSD_M`, RGB scaled to 0-1, with its vehicles."""
+    """One labelled image in memory at ``store_gsd`` (DOTA: :data:`STORE_GSD_M`), RGB scaled to 0-1."""
 
     image_id: str
     rgb: np.ndarray
     boxes: tuple[Box, ...]
     native_gsd: float
+    store_gsd: float = STORE_GSD_M
+    synthetic: bool = False
 
     @property
     def has_vehicles(self) -> bool:
@@ -138,9 +140,7 @@ def load_sources(root: Path, exclude: Iterable[str] = ()) -> list[Source]:
             continue
         gsd = estimate_gsd(image)
         data, _ = read_array(image.image_path)
-        rgb = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
-        stats = scaling(rgb[:, ::4, ::4])
-        unit = np.clip((rgb.astype(np.float32) - stats[:, :1, None]) / (stats[:, 1:, None] - stats[:, :1, None]), 0, 1)
+        unit = _unit(data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0))
         factor = gsd / STORE_GSD_M
         size = (max(1, round(unit.shape[2] * factor)), max(1, round(unit.shape[1] * factor)))
         method = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
@@ -157,6 +157,41 @@ def load_sources(root: Path, exclude: Iterable[str] = ()) -> list[Source]:
     return sources
 
 
+def _unit(rgb: np.ndarray) -> np.ndarray:
+    """RGB scaled to 0-1 by its 0.5th-99.5th percentiles per band, as inference scales it."""
+    stats = scaling(rgb[:, ::4, ::4])
+    low, high = stats[:, :1, None], stats[:, 1:, None]
+    out: np.ndarray = np.clip((rgb.astype(np.float32) - low) / (high - low), 0, 1)
+    return out
+
+
+def demo_sources(seeds: Sequence[int], folder: Path) -> list[Source]:
+    """The demo generator's clear scenes for SEEDS (rendered into FOLDER), with their true objects.
+
+    Synthetic sites drawn by :mod:`sitewatch.demo.generator`: whole yards of trucks, cars and
+    container stacks with their shadows, on the generator's ground. Seed 7 is the shipped demo
+    and is refused, so the demo's own dates never train the model that counts them.
+    """
+    from sitewatch.demo.generator import generate
+
+    if 7 in seeds:
+        raise ValueError("seed 7 is the shipped demo site: train on other seeds")
+    sources = []
+    for seed in seeds:
+        site = generate(folder / f"seed-{seed}", seed=seed)
+        for scene in site.scenes:
+            if scene.cloud_fraction > 0:
+                continue  # clouds hide objects the truth still lists
+            data, _ = read_array(scene.path)
+            boxes = tuple(
+                box_from_corners(np.asarray(o.corners_px, dtype=np.float64) + 0.5, MODEL_CLASSES.index(o.cls))
+                for o in (*scene.vehicles, *scene.containers)
+            )
+            image_id = f"demo-seed-{seed}:{scene.acquired:%Y-%m-%d}"
+            sources.append(Source(image_id, _unit(data[:3]), boxes, site.gsd, site.gsd, synthetic=True))
+    return sources
+
+
 @dataclass(frozen=True)
 class Augment:
     """How samples are drawn; the defaults trained the shipped model."""
@@ -164,6 +199,8 @@ class Augment:
     crop: int = 256
     zoom: float = 0.12
     negative: float = 0.15
+    demo: float = 0.2
+    on_object: float = 0.5
     containers: float = 0.35
     vehicles: float = 0.3
 
@@ -183,9 +220,10 @@ class Sampler:
     """Draws augmented, partly synthesised samples from SOURCES; seeded, so runs are reproducible."""
 
     def __init__(self, sources: Sequence[Source], augment: Augment | None = None, seed: int = 0) -> None:
-        """Split SOURCES into images with vehicles and negatives."""
-        self.positives = [s for s in sources if s.has_vehicles]
-        self.negatives = [s for s in sources if not s.has_vehicles]
+        """Split SOURCES into real images with vehicles, negatives and synthetic scenes."""
+        self.positives = [s for s in sources if s.has_vehicles and not s.synthetic]
+        self.negatives = [s for s in sources if not s.has_vehicles and not s.synthetic]
+        self.synthetic = [s for s in sources if s.synthetic]
         if not self.positives:
             raise ValueError("no training image with vehicles to sample from")
         self.augment = augment or Augment()
@@ -199,7 +237,12 @@ class Sampler:
     def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One sample: normalised image, heatmap, box targets, box mask and heatmap weight."""
         rng, aug = self.rng, self.augment
-        pool = self.negatives if self.negatives and rng.random() < aug.negative else self.positives
+        draw = rng.random()
+        pool = self.positives
+        if self.negatives and draw < aug.negative:
+            pool = self.negatives
+        elif self.synthetic and draw < aug.negative + aug.demo:
+            pool = self.synthetic
         weights = np.array([s.rgb.shape[1] * s.rgb.shape[2] for s in pool], dtype=np.float64)
         source = pool[rng.choice(len(pool), p=weights / weights.sum())]
         image, boxes = self._window(source)
@@ -213,22 +256,22 @@ class Sampler:
     def _window(self, source: Source) -> tuple[np.ndarray, list[Box]]:
         """A crop of SOURCE as a satellite of random GSD sees it, at the network's GSD, turned and flipped."""
         rng, crop = self.rng, self.augment.crop
-        source_gsd = float(np.exp(rng.uniform(*np.log(SOURCE_GSD_M))))
-        scale = STORE_GSD_M / MODEL_GSD * float(np.exp(rng.uniform(-self.augment.zoom, self.augment.zoom)))
+        source_gsd = max(float(np.exp(rng.uniform(*np.log(SOURCE_GSD_M)))), source.store_gsd)
+        scale = source.store_gsd / MODEL_GSD * float(np.exp(rng.uniform(-self.augment.zoom, self.augment.zoom)))
         angle = float(rng.uniform(0, 360))
         rows, cols = source.rgb.shape[1:]
         span = crop / scale  # stored pixels the crop covers
         reach = span * 0.75
         cx = float(rng.uniform(min(reach, cols / 2), max(cols - reach, cols / 2)))
         cy = float(rng.uniform(min(reach, rows / 2), max(rows - reach, rows / 2)))
-        if source.has_vehicles and rng.random() < 0.7:  # centre on a vehicle most of the time
+        if source.has_vehicles and rng.random() < self.augment.on_object:  # often centred on an object
             box = source.boxes[rng.integers(len(source.boxes))]
             cx, cy = box.cx + float(rng.uniform(-span / 3, span / 3)), box.cy + float(rng.uniform(-span / 3, span / 3))
         matrix = np.asarray(cv2.getRotationMatrix2D((cx, cy), angle, scale), dtype=np.float64)
         matrix[:, 2] += np.array([crop / 2 - cx, crop / 2 - cy])
         if rng.random() < 0.5:
             matrix = np.array([[-1.0, 0.0, crop], [0.0, 1.0, 0.0]]) @ np.vstack([matrix, [0, 0, 1]])
-        sigma = 0.45 * source_gsd / STORE_GSD_M  # the satellite's own blur, before sampling
+        sigma = 0.45 * source_gsd / source.store_gsd  # the satellite's own blur, before sampling
         # Blur only the part of the image the crop covers (plus the blur's reach), not all of it.
         pad = int(span * 0.75 + 4 * sigma) + 2
         r0, c0 = max(0, int(cy) - pad), max(0, int(cx) - pad)
