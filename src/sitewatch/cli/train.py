@@ -97,15 +97,23 @@ def detect(
         str,
         typer.Option("--demo-seeds", help="Demo generator seeds rendered as synthetic training sites ('' for none)."),
     ] = "11,12",
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Ship a static int8 copy in OUT (the float32 model goes to OUT/fp32).")
+    ] = False,
+    folds_root: Annotated[
+        Path | None,
+        typer.Option("--heldout-folds", help="Also score each image with the fold model here that left it out."),
+    ] = None,
 ) -> None:
     """Train the oriented vehicle and container detector on DOTA images under --data; export it as ONNX."""
     if importlib.util.find_spec("torch") is None:
         raise MissingExtra("sitewatch train needs the training extra: pip install 'sitewatch[train]'")
     from dataclasses import replace
 
-    from sitewatch.train.detect import DETECT_SETTINGS, fold_split, train
+    from sitewatch.train.detect import DETECT_SETTINGS, fold_split, record_scores, train
     from sitewatch.train.detect_data import Augment
     from sitewatch.train.loop import StepDone
+    from sitewatch.train.quantize import quantize
 
     if fold is not None and not 0 <= fold < folds:
         raise typer.BadParameter(f"--fold must be below --folds ({folds})", param_hint="--fold")
@@ -121,6 +129,8 @@ def detect(
     base += ["--batch", str(batch), "--crop", str(crop), "--threads", str(threads), "--demo-seeds", demo_seeds]
     if minutes is not None:
         base += ["--minutes", f"{minutes:g}"]
+    if int8:
+        base += ["--int8"]
 
     def report(event: StepDone) -> None:
         if event.step % 25 == 0 or event.step == event.total:
@@ -137,7 +147,12 @@ def detect(
             for i in (range(folds) if fold is None else [fold])
         ]
     for folder, exclude, command in runs:
+        trained_in = folder / "fp32" if int8 else folder
         path = train(
-            folder, data, exclude, settings, augment, command=shlex.join(command), on_progress=report, demo_seeds=seeds
+            trained_in, data, exclude, settings, augment, shlex.join(command), on_progress=report, demo_seeds=seeds
         )
+        if int8:
+            path = quantize(trained_in, folder, data)
+        if not folds:
+            record_scores(folder, data, folds_root)
         typer.echo(path)
