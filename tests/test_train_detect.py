@@ -107,7 +107,8 @@ def test_a_trained_model_runs_through_onnx_runtime(tmp_path: Path, datasets: Pat
     from sitewatch.train.detect_data import Augment
 
     settings = replace(DETECT_SETTINGS, steps=2, batch=2, warmup=1, pretrained=False)
-    path = train(tmp_path, datasets / "dota", exclude=["P0003"], settings=settings, augment=Augment(crop=64))
+    augment = Augment(crop=64)
+    path = train(tmp_path, datasets / "dota", exclude=["P0003"], settings=settings, augment=augment, demo_seeds=())
     assert path.is_file()
     detector = base.get("learned", tmp_path)
     card = detector.card  # type: ignore[attr-defined]
@@ -117,3 +118,26 @@ def test_a_trained_model_runs_through_onnx_runtime(tmp_path: Path, datasets: Pat
     result = sliced.detect_array(image, 0.3, detector)
     assert result.resolvable
     assert all(d.cls in MODEL_CLASSES and 0 <= d.score <= 1 for d in result.detections)
+
+    from sitewatch.train.quantize import quantize
+
+    int8 = quantize(tmp_path, tmp_path / "int8", datasets / "dota")
+    assert int8.stat().st_size < path.stat().st_size / 2
+    quantized = base.get("learned", tmp_path / "int8")
+    assert "int8" in quantized.card.metadata["precision"]  # type: ignore[attr-defined]
+    assert sliced.detect_array(image, 0.3, quantized).resolvable
+
+
+def test_demo_scenes_as_synthetic_sites_never_the_shipped_demo(tmp_path: Path) -> None:
+    from sitewatch.train.detect_data import demo_sources
+
+    with pytest.raises(ValueError, match="seed 7"):
+        demo_sources([7], tmp_path)
+    sources = demo_sources([11], tmp_path)
+    assert sources and all(s.synthetic and s.store_gsd == 0.5 for s in sources)
+    classes = {MODEL_CLASSES[b.cls] for s in sources for b in s.boxes}
+    assert classes == {SMALL, LARGE, CONTAINER}
+    source = sources[0]
+    assert source.rgb.dtype == np.float32 and source.rgb.min() >= 0.0 and source.rgb.max() <= 1.0
+    for box in source.boxes:  # every box lies on the scene
+        assert 0 <= box.cx < source.rgb.shape[2] and 0 <= box.cy < source.rgb.shape[1]
