@@ -22,9 +22,11 @@ from sitewatch.eval.detect import (
     HELD_OUT_UNSEEN,
     IN_SAMPLE,
     OPERATING_SCORE,
+    SCORE_GRID,
     TRAINING_FREE,
     ImageResult,
     average_precision,
+    best_operating_score,
     count_rows,
     evaluate,
     match,
@@ -318,12 +320,13 @@ def test_eval_detect_cli_json(tmp_path: Path) -> None:
     assert (out["dataset"], out["iou"], out["min_score"], out["gsd"], out["skipped"], out["estimated_gsd"]) == (
         str(tmp_path),
         "oriented > 0.5",
-        OPERATING_SCORE,
+        None,  # each detector's own operating score
         0.5,
         [],
         [],
     )
     small, large = out["scores"]
+    assert small["min_score"] == large["min_score"] == OPERATING_SCORE  # the classic detector's
     assert (small["detector"], small["class"], small["protocol"]) == ("classic", SMALL, TRAINING_FREE)
     assert (small["images"], small["truth"], small["difficult"], large["truth"]) == (2, 3, 1, 2)
     for row in (small, large):
@@ -365,7 +368,7 @@ def test_eval_detect_cli_table_markdown_and_errors(tmp_path: Path) -> None:
     md = run_sitewatch("eval", "detect", "--dataset", tmp_path, "--gsd", "0.5", "--markdown", "--detector", "classic")
     header = md.stdout.splitlines()[0]
     assert header == (
-        "| detector | class | protocol | images | GT | AP50 (oriented) | recall | predicted@op | count err |"
+        "| detector | class | protocol | images | GT | AP50 (oriented) | op score | recall | predicted@op | count err |"
     )
     assert "| classic | P0001 | large-vehicle | 2 | 2 | 0.000 |" in md.stdout
     missing = run_sitewatch("eval", "detect", "--dataset", tmp_path / "nope")
@@ -376,12 +379,17 @@ def test_eval_detect_cli_table_markdown_and_errors(tmp_path: Path) -> None:
     assert len(bare.stderr.strip().splitlines()) == 1
 
 
-def test_operating_score_is_the_detect_default() -> None:
+def test_both_commands_default_to_each_detectors_operating_score(tmp_path: Path) -> None:
     from sitewatch.cli import detect as cli_detect
     from sitewatch.cli import eval as cli_eval
 
     for command in (cli_eval.detect, cli_detect.detect):
-        assert inspect.signature(command).parameters["min_score"].default == OPERATING_SCORE
+        assert inspect.signature(command).parameters["min_score"].default is None
+    assert base.get("classic").operating_score() == OPERATING_SCORE
+    # one car found at 0.5, false alarms at 0.9 and 0.2: F1 0.5 under 0.2, 0.67 up to 0.5, then 0
+    found = [_det(_box(0, 0), 0.5), _det(_box(200, 0), 0.9), _det(_box(0, 200), 0.2)]
+    best = best_operating_score("x", [_result(found, [_truth(_box(0, 0))])], [SMALL])
+    assert best in SCORE_GRID and 0.2 < best <= 0.5
 
 
 # --- the real sample ------------------------------------------------------------------------------------------

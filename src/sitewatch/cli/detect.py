@@ -96,7 +96,10 @@ def detect(
     gsd: Annotated[
         float | None, typer.Option("--gsd", help="Metres per pixel, for images without a georeference.")
     ] = None,
-    min_score: Annotated[float, typer.Option("--min-score", help="Write detections with score >= S.")] = 0.3,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", help="Write detections with score >= S [default: the detector's operating score]."),
+    ] = None,
     detector: Annotated[str, typer.Option("--detector", metavar="NAME", help=DETECTOR_HELP)] = AUTO,
     models: Annotated[
         Path | None,
@@ -132,7 +135,8 @@ def detect(
         raise GeoreferenceError(image, "GeoJSON output needs a georeferenced image; write OUT.txt instead")
 
     result = sliced.detect_file(image, gsd_m, chosen)
-    found = [d for d in result.detections if d.score >= min_score]
+    threshold = chosen.operating_score() if min_score is None else min_score
+    found = [d for d in result.detections if d.score >= threshold]
     if suffix == ".txt":
         text = "".join(
             " ".join(f"{v:.1f}" for xy in d.corners for v in xy) + f" {d.cls} {d.score:.4f}\n" for d in found

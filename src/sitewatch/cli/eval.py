@@ -279,9 +279,14 @@ def detect(
         ),
     ] = None,
     min_score: Annotated[
-        float,
-        typer.Option("--min-score", min=0.0, max=1.0, help="Operating score: counts and recall are taken there."),
-    ] = 0.3,
+        float | None,
+        typer.Option(
+            "--min-score",
+            min=0.0,
+            max=1.0,
+            help="Operating score: counts and recall are taken there [default: each detector's own].",
+        ),
+    ] = None,
     gsd: Annotated[
         float | None,
         typer.Option(
@@ -322,7 +327,7 @@ def detect(
             }
         )
         return
-    tables = _detect_tables(result, min_score)
+    tables = _detect_tables(result)
     notes = [e.note() for e in result.estimated_gsd] + [_detect_skipped_note(s) for s in result.skipped]
     if not result.scores:
         notes.insert(0, "nothing scored")
@@ -355,7 +360,7 @@ def detect(
 _DETECT_TEXT_COLUMNS = {"detector": 6, "class": 8, "image": 8, "protocol": 8}
 
 
-def _detect_tables(result: DetectEvaluation, min_score: float) -> list[tuple[str, list[str], list[list[str]]]]:
+def _detect_tables(result: DetectEvaluation) -> list[tuple[str, list[str], list[list[str]]]]:
     """Title, header and rows of ``eval detect``'s two tables (scores, then counts per image), the same
     for the terminal and Markdown."""
     from sitewatch.eval.detect import NO_LABELS
@@ -363,7 +368,18 @@ def _detect_tables(result: DetectEvaluation, min_score: float) -> list[tuple[str
     def figure(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
-    header = ["detector", "class", "protocol", "images", "GT", "AP50 (oriented)", "recall", "predicted@op", "count err"]
+    header = [
+        "detector",
+        "class",
+        "protocol",
+        "images",
+        "GT",
+        "AP50 (oriented)",
+        "op score",
+        "recall",
+        "predicted@op",
+        "count err",
+    ]
     rows = [
         [
             s.detector,
@@ -372,6 +388,7 @@ def _detect_tables(result: DetectEvaluation, min_score: float) -> list[tuple[str
             str(s.images),
             str(s.truth),
             NO_LABELS if s.ap is None else f"{s.ap:.3f}",
+            f"{s.min_score:g}",
             figure(s.recall),
             str(s.predicted_at_op),
             figure(s.mean_count_error),
@@ -381,8 +398,8 @@ def _detect_tables(result: DetectEvaluation, min_score: float) -> list[tuple[str
     count_header = ["detector", "image", "class", "true", "predicted@op", "count err"]
     count_rows = [[c.detector, c.image, c.cls, str(c.truth), str(c.predicted), figure(c.error)] for c in result.counts]
     tables = [
-        (f"detect, AP at oriented IoU > 0.5, operating score {min_score}", header, rows),
-        (f"detect, count per image at score >= {min_score}", count_header, count_rows),
+        ("detect, AP at oriented IoU > 0.5; recall and counts at each detector's operating score", header, rows),
+        ("detect, count per image at the operating score", count_header, count_rows),
     ]
     return [table for table in tables if table[2]]
 

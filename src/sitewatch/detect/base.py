@@ -19,6 +19,9 @@ import numpy as np
 from sitewatch.detect.boxes import Detection
 from sitewatch.errors import NotFound
 
+#: Score from which a detection is reported and counted, unless the detector's model says otherwise.
+OPERATING_SCORE = 0.3
+
 SMALL = "small-vehicle"
 LARGE = "large-vehicle"
 CONTAINER = "container"
@@ -51,6 +54,10 @@ class ObjectDetector(ABC):
     @abstractmethod
     def detect_tile(self, rgb: np.ndarray) -> list[Detection]:
         """Objects in ``(3, rows, cols)`` float32 RGB scaled to 0-1 at :attr:`work_gsd`, tile pixels."""
+
+    def operating_score(self) -> float:
+        """The score from which detections are reported and counted (a learned model's card may set it)."""
+        return OPERATING_SCORE
 
     @classmethod
     def available(cls, models: Path | None = None) -> bool:

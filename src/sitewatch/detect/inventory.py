@@ -137,7 +137,10 @@ def detect_in_layer(
         return Seen([], dict.fromkeys(detector.classes, 0), shares, False, reason)
     inside = clear & _mask(areas[None], shape, transform)
     kept: list[Detection] = []
+    threshold = detector.operating_score()
     for found in detect_array(pixels, gsd, detector, rgb=rgb).detections:
+        if found.score < threshold:
+            continue
         col, row = (round(v) for v in found.centre)
         if not (0 <= row < shape[0] and 0 <= col < shape[1] and inside[row, col]):
             continue

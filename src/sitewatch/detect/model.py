@@ -103,6 +103,10 @@ class LearnedDetector(ObjectDetector):
 
         return find(MODEL_NAME, self.models)
 
+    def operating_score(self) -> float:
+        """The score chosen on held-out images when the model was trained (best F1), else the default."""
+        return float(self.card.metadata.get("operating_score", super().operating_score()))
+
     @cached_property
     def _session(self) -> Any:
         from sitewatch.models import load_session

@@ -38,7 +38,7 @@ it out); a row is labelled by its weakest image.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +57,9 @@ if TYPE_CHECKING:
 #: Detections above this oriented IoU with a true object match it (DOTA's AP50, strictly above).
 IOU_THRESHOLD = 0.5
 #: The score ``sitewatch detect`` writes from by default: counts and recall are taken there.
-OPERATING_SCORE = 0.3
+OPERATING_SCORE = base.OPERATING_SCORE
+#: Scores tried when choosing a learned detector's operating point on held-out images.
+SCORE_GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(2, 15))
 #: A learned detector scored with a fold model that did not train on the image.
 HELD_OUT_KFOLD = "held-out (k-fold by image)"
 #: Shown for a class the detector reports but no scored image has a (non-difficult) object of.
@@ -205,6 +207,7 @@ class Evaluation:
     counts: list[ImageCount]
     skipped: list[Skipped]
     estimated_gsd: list[EstimatedGsd]
+    results: dict[str, list[ImageResult]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,7 @@ def evaluate(
     detectors: Iterable[str] | None = None,
     models: str | Path | None = None,
     gsd: float | None = None,
-    min_score: float = OPERATING_SCORE,
+    min_score: float | None = None,
     on_progress: Callable[[ImageDone], None] | None = None,
     shipped: Path | None = None,
 ) -> Evaluation:
@@ -262,7 +265,8 @@ def evaluate(
         models: a folder of fold model folders (one a fold): a learned detector scores each image
             with a fold model whose ``trained_on`` excludes it.
         gsd: metres per pixel for every image, instead of the label headers and the estimates.
-        min_score: the operating score counts, recall and precision are taken at.
+        min_score: the operating score counts, recall and precision are taken at (None: each
+            detector's own, see :meth:`~sitewatch.detect.base.ObjectDetector.operating_score`).
         on_progress: called after each detector on each image (skipped ones included).
         shipped: a model folder to treat as the shipped models (scoring a model before it ships).
 
@@ -299,13 +303,29 @@ def evaluate(
     scores: list[ClassScore] = []
     counts: list[ImageCount] = []
     for name in names:
+        operating = min_score if min_score is not None else chooser.operating_score(name)
         for cls in classes.get(name, ()):
-            scores.append(score_class(name, cls, results[name], min_score))
+            scores.append(score_class(name, cls, results[name], operating))
             if scores[-1].truth:
-                counts.extend(count_rows(name, cls, results[name], min_score))
+                counts.extend(count_rows(name, cls, results[name], operating))
     return Evaluation(
-        scores, counts, [Skipped(d, tuple(ids), reason) for (d, reason), ids in skipped.items()], estimated
+        scores, counts, [Skipped(d, tuple(ids), reason) for (d, reason), ids in skipped.items()], estimated, results
     )
+
+
+def best_operating_score(detector: str, results: Sequence[ImageResult], classes: Sequence[str]) -> float:
+    """The score of :data:`SCORE_GRID` with the best mean F1 over CLASSES (those with ground truth)."""
+
+    def mean_f1(threshold: float) -> float:
+        values = []
+        for cls in classes:
+            score = score_class(detector, cls, results, threshold)
+            if score.truth and score.recall is not None and score.precision is not None:
+                total = score.recall + score.precision
+                values.append(2 * score.recall * score.precision / total if total > 0 else 0.0)
+        return float(np.mean(values)) if values else 0.0
+
+    return max(SCORE_GRID, key=mean_f1)
 
 
 def _run(
@@ -459,6 +479,14 @@ class _ModelChooser:
         self.folds = folds
         self.shipped = shipped
         self._made: dict[tuple[str, Path | None], base.ObjectDetector | str] = {}
+
+    def operating_score(self, name: str) -> float:
+        """NAME's operating score: the shipped model's, else the first fold model's, else the default."""
+        for folder in (None, *self.folds):
+            made = self._get(name, folder)
+            if not isinstance(made, str):
+                return made.operating_score()
+        return OPERATING_SCORE
 
     def available(self, name: str) -> bool:
         """Whether NAME can run here, shipped or from a fold folder."""

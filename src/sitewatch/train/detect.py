@@ -308,6 +308,8 @@ Oriented vehicle and container detector for `sitewatch detect` and the activity 
 - Outputs at stride {OUTPUT_STRIDE}: `heatmap` (probability of an object centre, per class) and `boxes`
   (offset x, y in the cell; log length and width in pixels; cos 2θ, sin 2θ). Decoding:
   `sitewatch.detect.model.decode` (3x3 peaks, no anchors).
+- Operating score {metadata.get("operating_score", 0.3):g}: detections from it are reported and counted
+  (chosen where the held-out F1 of the vehicle classes is best).
 - Not resolvable: input coarser than 1.2 m per pixel gives no counts, with the reason.
 
 ## Training data
@@ -347,24 +349,35 @@ focal heatmap loss + L1 box loss, seed {training["seed"]}; final loss {training[
 
 
 def record_scores(model_dir: Path, data_root: Path, folds_root: Path | None = None) -> dict[str, Any]:
-    """Score MODEL_DIR's model (and, with FOLDS_ROOT, the fold models on the images each left out) on
-    the DOTA images under DATA_ROOT; store the figures in its metadata and card, and return them."""
+    """Score MODEL_DIR's model on the DOTA images under DATA_ROOT (and, with FOLDS_ROOT, each image
+    with the fold model that left it out); store the figures in its metadata and card.
+
+    With fold models, the operating score (from which ``detect`` reports and the activity series
+    counts) is chosen where the held-out F1 is best, and every figure is taken there.
+    """
     from sitewatch.detect.dota import find_images
-    from sitewatch.eval.detect import evaluate
+    from sitewatch.eval.detect import best_operating_score, evaluate, score_class
 
     images = find_images(data_root)
+    runs = [evaluate(images, ["learned"], shipped=model_dir, min_score=0.01)]
+    if folds_root is not None:
+        runs.append(evaluate(images, ["learned"], models=folds_root, shipped=model_dir, min_score=0.01))
+    vehicles = [c for c in MODEL_CLASSES if c != "container"]
+    operating = best_operating_score("learned", runs[-1].results["learned"], vehicles)
     metrics: dict[str, Any] = {}
-    for folder in (None, folds_root) if folds_root else (None,):
-        evaluation = evaluate(images, ["learned"], models=folder, shipped=model_dir)
-        for score in evaluation.scores:
+    for run in runs:
+        results = run.results["learned"]
+        for cls in MODEL_CLASSES:
+            score = score_class("learned", cls, results, operating)
             if score.truth and score.ap is not None:
-                metrics[f"{score.protocol}: {score.cls}"] = (
-                    f"AP50 {score.ap:.3f} (oriented IoU > 0.5); at score {score.min_score:g}: recall "
+                metrics[f"{score.protocol}: {cls}"] = (
+                    f"AP50 {score.ap:.3f} (oriented IoU > 0.5); at score {operating:g}: recall "
                     f"{score.recall or 0:.2f}, precision {score.precision or 0:.2f}, mean count error "
                     f"{score.mean_count_error or 0:.2f}; {score.truth} objects in {score.images} images"
                 )
     path = model_dir / f"{MODEL_NAME}.json"
     metadata = json.loads(path.read_text(encoding="utf-8"))
     metadata["metrics"] = metrics
+    metadata["operating_score"] = operating
     write_metadata(model_dir, metadata)
     return metrics
