@@ -47,7 +47,10 @@ def list_models(
     for row in rows:
         gsd = row["gsd_m"]
         typer.echo(f"{row['name']}  ({row['task']}, {row['size_mb']} MB)")
-        typer.echo(f"  input: {row['bands']}, GSD {gsd[0]}-{gsd[1]} m" if gsd else f"  input: {row['bands']}")
+        if isinstance(gsd, list):
+            typer.echo(f"  input: {row['bands']}, GSD {gsd[0]}-{gsd[1]} m")
+        else:
+            typer.echo(f"  input: {row['bands']}" + (f", GSD {gsd} m" if gsd else ""))
         typer.echo(f"  terms: {row['terms']}")
         lines = _metric_lines(row["metrics"])
         typer.echo("  metrics:" + ("" if lines else " none recorded"))

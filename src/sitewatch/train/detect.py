@@ -211,7 +211,8 @@ def train(
         "input": {
             "name": "image",
             "bands": "rgb",
-            "gsd_m": MODEL_GSD,
+            "gsd_m": [0.05, 1.2],
+            "work_gsd_m": MODEL_GSD,
             "multiple_of": 16,
             "normalisation": "RGB to 0-1 (0.5th-99.5th percentile per band over the image), then ImageNet mean/std",
         },
@@ -303,8 +304,9 @@ Oriented vehicle and container detector for `sitewatch detect` and the activity 
 
 - Architecture: {metadata["architecture"]}; ONNX, float32, {size / 1e6:.1f} MB.
 - Classes: {", ".join(metadata["classes"])}.
-- Input `image`: float32 (N, 3, H, W), RGB at {metadata["input"]["gsd_m"]} m per pixel (sitewatch resamples
-  to it), H and W multiples of 16; {metadata["input"]["normalisation"]}.
+- Input `image`: float32 (N, 3, H, W), RGB at {metadata["input"]["work_gsd_m"]} m per pixel (sitewatch resamples
+  imagery of {metadata["input"]["gsd_m"][0]}-{metadata["input"]["gsd_m"][1]} m to it), H and W multiples of 16;
+  {metadata["input"]["normalisation"]}.
 - Outputs at stride {OUTPUT_STRIDE}: `heatmap` (probability of an object centre, per class) and `boxes`
   (offset x, y in the cell; log length and width in pixels; cos 2θ, sin 2θ). Decoding:
   `sitewatch.detect.model.decode` (3x3 peaks, no anchors).
