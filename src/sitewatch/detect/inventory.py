@@ -72,7 +72,8 @@ def model_id(detector: ObjectDetector) -> str:
         with detector.card.path.open("rb") as model:
             for block in iter(lambda: model.read(1 << 20), b""):
                 digest.update(block)
-        return f"{detector.name} {detector.card.name} sha256:{digest.hexdigest()[:16]}"
+        operating = detector.operating_score()
+        return f"{detector.name} {detector.card.name} sha256:{digest.hexdigest()[:16]} op {operating:g}"
     return f"{detector.name} sitewatch {__version__}"
 
 
