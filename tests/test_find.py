@@ -21,8 +21,9 @@ from sitewatch.catalog.schema import MIGRATIONS
 from sitewatch.demo.build import DemoResult, build_demo
 from sitewatch.detect.colour import colour_range, name_of
 from sitewatch.detect.find import CLASS, SOURCE, Candidate, Query, find_objects, parse_span, resolvable, search
-from sitewatch.detect.rules import evaluate_rules, save_rule
 from sitewatch.errors import AlreadyExists, InputError, UnknownName
+from sitewatch.watch.evaluate import evaluate_rules
+from sitewatch.watch.rules import save_search
 from sitewatch.workspace import Workspace
 from tests.conftest import run_sitewatch
 
@@ -239,15 +240,17 @@ def test_demo_watch_rule_fires_once_on_a_new_matching_observation(demo: DemoResu
         assert rule.kind == "find" and rule.query["zone"] == "loading area"
         assert evaluate_rules(ws, name) == []  # everything there was at saving is seen
         with pytest.raises(AlreadyExists):
-            save_rule(ws, search(ws, name, Query("red", parse_span("12-20m")), chips=False), "red trailer")
+            save_search(ws, search(ws, name, Query("red", parse_span("12-20m")), chips=False), "red trailer")
         # The 07-07 observation arrives "new": the rule has not seen it.
         trailer = next(o for o in ws.catalog.observations(site) if o.acquired == demo.truth.red_trailer_date)
         ws.catalog.rule_evaluated(rule, [i for i in rule.seen if i != trailer.id], None)
         result = analyze_site(ws, name, align=False)
-        [match] = result.rule_matches
-        assert (match.rule, match.observation_id) == ("red trailer", trailer.id)
-        assert [d.attrs["zone"] for d in match.detections] == ["loading area"]
-        assert all(d.attrs["rule"] == "red trailer" for d in match.detections)
+        [alert] = result.alerts
+        assert (alert.rule, alert.observation_id) == ("red trailer", trailer.id)
+        ids = set(alert.evidence["detection_ids"])
+        caught = [d for d in ws.catalog.detections(site, observation_id=trailer.id) if d.id in ids]
+        assert [d.attrs["zone"] for d in caught] == ["loading area"]
+        assert all(d.attrs["rule"] == "red trailer" for d in caught)
         assert evaluate_rules(ws, name) == []  # idempotent: never twice for one observation
         [rule] = ws.catalog.rules(site)
         assert rule.last_fired_observation_id == trailer.id

@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 from shapely.geometry import mapping
 
-from sitewatch.catalog.models import Change, Observation, Scene, Site
+from sitewatch.catalog.models import Alert, Change, Observation, Scene, Site
 from sitewatch.change import registry
 from sitewatch.change.history import Candidate, Event, Stack, follow
 from sitewatch.change.registry import AUTO
 from sitewatch.change.vectorize import ChangePolygon
 from sitewatch.detect.base import AUTO as AUTO_OBJECTS
 from sitewatch.detect.inventory import InventoryResult, ObservationDone, inventory_site
-from sitewatch.detect.rules import RuleMatch, evaluate_rules
 from sitewatch.errors import InputError
 from sitewatch.grid import SiteGrid, to_crs
 from sitewatch.io.files import atomic_path
 from sitewatch.observations import Layer, read_clear_layer
+from sitewatch.watch.evaluate import evaluate_rules
 from sitewatch.workspace import Workspace, slug
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class AnalysisResult:
     skipped: dict[int, str]  # observation id -> reason
     geojson: Path | None
     regions: int = 0  # change regions the pairs gave, before they were followed and merged into changes
-    rule_matches: tuple[RuleMatch, ...] = ()  # watch rules that fired on observations new to them
+    alerts: tuple[Alert, ...] = ()  # raised by watch rules on observations new to them
     objects: InventoryResult | None = None  # the detection stage (vehicles, containers); None when not run
 
 
@@ -107,6 +107,8 @@ def analyze_site(
     OBJECTS names the object detector (``auto``: the learned one where installed, else the classic);
     None skips the detection stage. Dates it has already done with the same model are not redone,
     and dates too coarse for it are recorded as not resolvable, so counting adds little to a rerun.
+    Last, the site's watch rules are evaluated on the observations new to them
+    (:mod:`sitewatch.watch.evaluate`); the alerts they raise are in the result.
 
     Raises:
         InputError: If the detector named cannot run on this site's imagery (the message says why).
@@ -172,7 +174,7 @@ def analyze_site(
     stored = [c for c in ws.catalog.replace_changes(site, name, changes) if c.detector == name]
     geojson = export_changes(ws, site, stored, scenes)
     counted = None if objects is None else inventory_site(ws, site.name, detector=objects, on_progress=on_objects)
-    fired = tuple(evaluate_rules(ws, site.name))
+    fired = tuple(evaluate_rules(ws, site.name, detector=name))
     total = sum(map(len, found.values()))
     return AnalysisResult(site.name, name, len(pairs), stored, skipped, geojson, total, fired, counted)
 

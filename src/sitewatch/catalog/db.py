@@ -19,7 +19,19 @@ from typing import Any
 from shapely import wkt
 from shapely.geometry.base import BaseGeometry
 
-from sitewatch.catalog.models import Change, Detection, DetectionRun, Observation, Scene, Site, WatchRule, Zone
+from sitewatch.catalog.models import (
+    Alert,
+    Change,
+    Detection,
+    DetectionRun,
+    MonitoredFile,
+    NotifyTarget,
+    Observation,
+    Scene,
+    Site,
+    WatchRule,
+    Zone,
+)
 from sitewatch.catalog.schema import MIGRATIONS
 from sitewatch.errors import AlreadyExists, NotFound, WorkspaceError
 
@@ -523,6 +535,137 @@ class Catalog:
         """A read-only query, for reports and tests."""
         return self._conn.execute(sql, params).fetchall()
 
+    # watch rules of every kind, alerts, their delivery, and the monitor's memory -------------------
+
+    def remove_rule(self, rule: WatchRule) -> None:
+        """Remove a watch rule; its alerts stay, without their rule id."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM watch_rules WHERE id = ?", (rule.id,))
+
+    def record_rule_pass(
+        self,
+        rule: WatchRule,
+        observation: Observation,
+        alert: Alert | None,
+        detections: Sequence[Detection] = (),
+    ) -> tuple[WatchRule, Alert | None]:
+        """Record, in one transaction, that RULE has evaluated OBSERVATION and the ALERT it raised there.
+
+        The alert is stored only if the rule has none for the observation's scene yet (a unique
+        constraint, so evaluating again never alerts twice); only then are its DETECTIONS stored,
+        and their ids added to its evidence as ``detection_ids``.
+
+        Returns:
+            The rule as stored now, and the alert if it is new (None if there was none, or it was
+            already recorded).
+
+        Raises:
+            NotFound: If the rule has been removed meanwhile.
+        """
+        new_id: int | None = None
+        with self.transaction() as conn:
+            row = conn.execute("SELECT seen FROM watch_rules WHERE id = ?", (rule.id,)).fetchone()
+            if row is None:
+                raise NotFound(f"watch rule {rule.name!r} has been removed")
+            if alert is not None:
+                cur = conn.execute(
+                    "INSERT INTO alerts (rule_id, rule, kind, site_id, scene_id, observation_id, acquired, summary,"
+                    " evidence, created) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (rule_id, scene_id) DO NOTHING",
+                    (
+                        alert.rule_id,
+                        alert.rule,
+                        alert.kind,
+                        alert.site_id,
+                        alert.scene_id,
+                        alert.observation_id,
+                        utc_text(alert.acquired),
+                        alert.summary,
+                        json.dumps(alert.evidence),
+                        utc_text(alert.created),
+                    ),
+                )
+                if cur.rowcount == 1:
+                    new_id = int(cur.lastrowid or 0)
+                    if detections:
+                        ids = [self._insert_detection(conn, det) for det in detections]
+                        evidence = json.dumps({**alert.evidence, "detection_ids": ids})
+                        conn.execute("UPDATE alerts SET evidence = ? WHERE id = ?", (evidence, new_id))
+            seen = sorted({*json.loads(row["seen"]), observation.id})
+            conn.execute(
+                "UPDATE watch_rules SET seen = ?, last_fired_observation_id = COALESCE(?, last_fired_observation_id)"
+                " WHERE id = ?",
+                (json.dumps(seen), None if new_id is None else observation.id, rule.id),
+            )
+        stored = _rule_from_row(self._conn.execute("SELECT * FROM watch_rules WHERE id = ?", (rule.id,)).fetchone())
+        if new_id is None:
+            return stored, None
+        return stored, _alert_from_row(self._conn.execute("SELECT * FROM alerts WHERE id = ?", (new_id,)).fetchone())
+
+    def alerts(self) -> list[Alert]:
+        """Every alert, in the order they were raised."""
+        return [_alert_from_row(row) for row in self._conn.execute("SELECT * FROM alerts ORDER BY id").fetchall()]
+
+    def set_notify_target(self, target: NotifyTarget) -> None:
+        """Store (or replace) where alerts of TARGET's channel go."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO notify_targets (channel, config, configured) VALUES (?,?,?) ON CONFLICT (channel)"
+                " DO UPDATE SET config = excluded.config, configured = excluded.configured",
+                (target.channel, json.dumps(target.config), utc_text(target.configured)),
+            )
+
+    def remove_notify_target(self, channel: str) -> bool:
+        """Stop sending alerts by CHANNEL; False if it was not configured."""
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM notify_targets WHERE channel = ?", (channel,)).rowcount > 0
+
+    def notify_targets(self) -> list[NotifyTarget]:
+        """The configured channels, by name."""
+        rows = self._conn.execute("SELECT * FROM notify_targets ORDER BY channel").fetchall()
+        return [NotifyTarget(row["channel"], json.loads(row["config"]), parse_utc(row["configured"])) for row in rows]
+
+    def undelivered(self, channel: str) -> list[Alert]:
+        """Alerts not yet delivered by CHANNEL, oldest first (whether or not they were tried)."""
+        rows = self._conn.execute(
+            "SELECT a.* FROM alerts a LEFT JOIN alert_deliveries d ON d.alert_id = a.id AND d.channel = ?"
+            " WHERE d.delivered IS NULL ORDER BY a.id",
+            (channel,),
+        ).fetchall()
+        return [_alert_from_row(row) for row in rows]
+
+    def record_delivery(self, alert_id: int, channel: str, error: str | None) -> None:
+        """Record one attempt to deliver an alert by CHANNEL: delivered if ERROR is None."""
+        delivered = None if error is not None else utc_text(datetime.now(UTC))
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO alert_deliveries (alert_id, channel, attempts, delivered, error) VALUES (?,?,1,?,?)"
+                " ON CONFLICT (alert_id, channel) DO UPDATE SET attempts = attempts + 1,"
+                " delivered = excluded.delivered, error = excluded.error",
+                (alert_id, channel, delivered, error),
+            )
+
+    def monitored_files(self) -> dict[Path, MonitoredFile]:
+        """Every file the monitor has tried, by path."""
+        rows = self._conn.execute("SELECT * FROM monitor_files").fetchall()
+        return {
+            Path(row["path"]): MonitoredFile(
+                Path(row["path"]), row["size"], row["mtime_ns"], row["status"], row["scene_id"], row["message"] or ""
+            )
+            for row in rows
+        }
+
+    def remember_files(self, files: Sequence[MonitoredFile]) -> None:
+        """Store what ingesting FILES gave, replacing what was known of the same paths."""
+        now = utc_text(datetime.now(UTC))
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO monitor_files (path, size, mtime_ns, status, scene_id, message, checked)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT (path) DO UPDATE SET size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, status = excluded.status, scene_id = excluded.scene_id,"
+                " message = excluded.message, checked = excluded.checked",
+                [(str(f.path), f.size, f.mtime_ns, f.status, f.scene_id, f.message, now) for f in files],
+            )
+
 
 def _id(record: Site) -> int:
     if record.id is None:
@@ -644,5 +787,21 @@ def _rule_from_row(row: sqlite3.Row) -> WatchRule:
         created=parse_utc(row["created"]),
         seen=tuple(int(i) for i in json.loads(row["seen"])),
         last_fired_observation_id=row["last_fired_observation_id"],
+        id=row["id"],
+    )
+
+
+def _alert_from_row(row: sqlite3.Row) -> Alert:
+    return Alert(
+        rule_id=row["rule_id"],
+        rule=row["rule"],
+        kind=row["kind"],
+        site_id=row["site_id"],
+        scene_id=row["scene_id"],
+        observation_id=row["observation_id"],
+        acquired=parse_utc(row["acquired"]),
+        summary=row["summary"],
+        evidence=json.loads(row["evidence"]),
+        created=parse_utc(row["created"]),
         id=row["id"],
     )

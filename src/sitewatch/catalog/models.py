@@ -191,9 +191,60 @@ class WatchRule:
 
     site_id: int
     name: str  # unique per site
-    kind: str  # "find"
-    query: dict[str, Any]  # the search, as :meth:`sitewatch.detect.find.Query.to_json` writes it
+    kind: str  # "find", "change" or "activity" (see :mod:`sitewatch.watch.rules`)
+    query: dict[str, Any]  # what the rule watches for, as its kind writes it as JSON
     created: datetime
     seen: tuple[int, ...] = ()
     last_fired_observation_id: int | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A watch rule matched one image of its site: what it matched there, once.
+
+    An image (scene) gives a rule at most one alert, whatever it matched in it and however often the
+    rule is evaluated; EVIDENCE holds what matched (changes, detections or a series point), copied
+    in full, since change and detection rows are replaced when a site is analyzed again.
+    """
+
+    rule_id: int | None  # None once the rule has been removed (the alert stays)
+    rule: str
+    kind: str  # the rule's kind: "change", "activity" or "find"
+    site_id: int
+    scene_id: int
+    observation_id: int | None  # None once the observation has been rebuilt or removed
+    acquired: datetime  # when the image was taken
+    summary: str  # one line for people
+    evidence: dict[str, Any]
+    created: datetime
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Where alerts are sent besides the log: a webhook URL or an SMTP relay and addresses.
+
+    Only alerts created once it was CONFIGURED are sent to it, so configuring one does not replay
+    the workspace's history.
+    """
+
+    channel: str  # "webhook" | "email"
+    config: dict[str, Any]
+    configured: datetime
+
+
+@dataclass(frozen=True)
+class MonitoredFile:
+    """A file ``sitewatch monitor`` found in a watched folder, and what ingesting it gave.
+
+    A file is tried again only when its size or modification time changes (a copy still being
+    written fails and is retried once it is complete).
+    """
+
+    path: Path  # absolute
+    size: int
+    mtime_ns: int
+    status: str  # an ingest status: "ingested", "duplicate", "no-site" or "failed"
+    scene_id: int | None = None
+    message: str = ""

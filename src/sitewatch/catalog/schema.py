@@ -144,4 +144,59 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX detection_runs_by_site ON detection_runs (site_id, source);
     """,
+    """
+    -- SQLite cannot change a CHECK constraint in place: the rules table is rebuilt to admit new kinds.
+    CREATE TABLE watch_rules_v7 (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('find', 'change', 'activity')),
+        query TEXT NOT NULL,
+        created TEXT NOT NULL,
+        seen TEXT NOT NULL DEFAULT '[]',
+        last_fired_observation_id INTEGER REFERENCES observations(id) ON DELETE SET NULL,
+        UNIQUE (site_id, name)
+    );
+    INSERT INTO watch_rules_v7 (id, site_id, name, kind, query, created, seen, last_fired_observation_id)
+        SELECT id, site_id, name, kind, query, created, seen, last_fired_observation_id FROM watch_rules;
+    DROP TABLE watch_rules;
+    ALTER TABLE watch_rules_v7 RENAME TO watch_rules;
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        rule_id INTEGER REFERENCES watch_rules(id) ON DELETE SET NULL,
+        rule TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        scene_id INTEGER NOT NULL REFERENCES scenes(id) ON DELETE CASCADE,
+        observation_id INTEGER REFERENCES observations(id) ON DELETE SET NULL,
+        acquired TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        evidence TEXT NOT NULL DEFAULT '{}',
+        created TEXT NOT NULL,
+        UNIQUE (rule_id, scene_id)
+    );
+    CREATE INDEX alerts_by_site ON alerts (site_id, acquired);
+    CREATE TABLE alert_deliveries (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+        channel TEXT NOT NULL CHECK (channel IN ('webhook', 'email')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delivered TEXT,
+        error TEXT,
+        PRIMARY KEY (alert_id, channel)
+    );
+    CREATE TABLE notify_targets (
+        channel TEXT PRIMARY KEY CHECK (channel IN ('webhook', 'email')),
+        config TEXT NOT NULL,
+        configured TEXT NOT NULL
+    );
+    CREATE TABLE monitor_files (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        scene_id INTEGER REFERENCES scenes(id) ON DELETE SET NULL,
+        message TEXT,
+        checked TEXT NOT NULL
+    );
+    """,
 )

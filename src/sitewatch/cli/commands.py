@@ -16,6 +16,8 @@ MODULES: tuple[str, ...] = (
     "sitewatch.cli.analyze",
     "sitewatch.cli.activity",
     "sitewatch.cli.find",
+    "sitewatch.cli.watch",
+    "sitewatch.cli.monitor",
     "sitewatch.cli.detect",
     "sitewatch.cli.report",
     "sitewatch.cli.eval",

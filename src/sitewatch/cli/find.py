@@ -36,7 +36,7 @@ def find(
     illumination) and size on a site's dates; rank them, store them as detections, write a chip each."""
     from sitewatch.detect.colour import colour_range
     from sitewatch.detect.find import Query, parse_span, search
-    from sitewatch.detect.rules import save_rule as save
+    from sitewatch.watch.rules import save_search
 
     query = Query(
         colour=colour_range(color).name,
@@ -48,7 +48,7 @@ def find(
     )
     with open_workspace(workspace) as ws:
         result = search(ws, site, query, limit=limit)
-        rule = None if save_rule is None else save(ws, result, save_rule)
+        rule = None if save_rule is None else save_search(ws, result, save_rule)
     rows = [
         {
             "date": f.acquired.isoformat(),
