@@ -97,6 +97,9 @@ def detect(
         str,
         typer.Option("--demo-seeds", help="Demo generator seeds rendered as synthetic training sites ('' for none)."),
     ] = "11,12",
+    freeze_to: Annotated[
+        int, typer.Option("--freeze-to", help="Keep the ImageNet encoder frozen up to this stride (4, 8 or 16).")
+    ] = 4,
     int8: Annotated[
         bool, typer.Option("--int8", help="Ship a static int8 copy in OUT (the float32 model goes to OUT/fp32).")
     ] = False,
@@ -129,6 +132,9 @@ def detect(
     base += ["--batch", str(batch), "--crop", str(crop), "--threads", str(threads), "--demo-seeds", demo_seeds]
     if minutes is not None:
         base += ["--minutes", f"{minutes:g}"]
+    if freeze_to not in (2, 4, 8, 16):
+        raise typer.BadParameter("one of 2, 4, 8, 16", param_hint="--freeze-to")
+    base += ["--freeze-to", str(freeze_to)]
     if int8:
         base += ["--int8"]
 
@@ -149,7 +155,15 @@ def detect(
     for folder, exclude, command in runs:
         trained_in = folder / "fp32" if int8 else folder
         path = train(
-            trained_in, data, exclude, settings, augment, shlex.join(command), on_progress=report, demo_seeds=seeds
+            trained_in,
+            data,
+            exclude,
+            settings,
+            augment,
+            shlex.join(command),
+            on_progress=report,
+            demo_seeds=seeds,
+            frozen_stride=freeze_to,
         )
         if int8:
             path = quantize(trained_in, folder, data)

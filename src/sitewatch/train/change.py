@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -22,21 +21,13 @@ import torch
 from torch.nn import functional
 
 from sitewatch.change.siamese import CLIP, MODEL_NAME, STRIDE, TERMS
-from sitewatch.errors import SitewatchError
 from sitewatch.eval.change import Score, find_pairs
-from sitewatch.io.files import atomic_path
 from sitewatch.train.data import GSD_M, Augment, Sampler, held_out, load_sources
-from sitewatch.train.loop import StepDone, TrainSettings, optimise
+from sitewatch.train.loop import StepDone, TrainSettings, optimise, write_model_files
+from sitewatch.train.loop import export_onnx as export_checked
 from sitewatch.train.model import DECODER_WIDTHS, FROZEN_STRIDE, SiameseChange, build
 
 log = logging.getLogger(__name__)
-
-#: Largest difference between PyTorch's and ONNX Runtime's logits accepted at export.
-EXPORT_TOLERANCE = 1e-3
-
-
-class ExportError(SitewatchError):
-    """The exported ONNX model does not compute what the PyTorch model computes."""
 
 
 def loss_fn(logit: torch.Tensor, label: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -134,47 +125,13 @@ def train(
 
 
 def export_onnx(model: SiameseChange, path: Path) -> None:
-    """Export MODEL (dynamic batch, height and width; opset 17) and check it against PyTorch.
-
-    Raises:
-        ExportError: If ONNX Runtime's logits differ from PyTorch's by more than :data:`EXPORT_TOLERANCE`.
-    """
-    import onnxruntime
-
-    model.eval()
-    dynamic = {name: {0: "n", 2: "height", 3: "width"} for name in ("before", "after", "logit")}
-    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
-        # The TorchScript exporter reports slices it cannot fold (the date split): harmless here.
-        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)),
-            str(tmp),
-            input_names=["before", "after"],
-            output_names=["logit"],
-            dynamic_axes=dynamic,
-            opset_version=17,
-            dynamo=False,  # the TorchScript exporter keeps H and W dynamic without onnxscript
-            external_data=False,
-        )
-        generator = torch.Generator().manual_seed(0)
-        before, after = (torch.randn(1, 3, 96, 128, generator=generator) for _ in range(2))
-        expected = model(before, after).numpy()
-        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        (got,) = session.run(["logit"], {"before": before.numpy(), "after": after.numpy()})
-        error = float(np.abs(got - expected).max())
-        if got.shape != expected.shape or error > EXPORT_TOLERANCE:
-            raise ExportError(f"{path}: ONNX Runtime differs from PyTorch by {error:.2g} (shape {got.shape})")
-    log.info("exported %s (max |onnx - torch| = %.2g)", path, error)
+    """Export MODEL to PATH, checked against PyTorch (:func:`sitewatch.train.loop.export_onnx`)."""
+    export_checked(model, path, ("before", "after"), ("logit",))
 
 
 def write_metadata(out_dir: Path, metadata: dict[str, Any]) -> None:
     """Write ``siamese-change.json`` and the model card ``.md`` from METADATA (atomically)."""
-    onnx_path = out_dir / f"{MODEL_NAME}.onnx"
-    with atomic_path(out_dir / f"{MODEL_NAME}.json") as tmp:
-        tmp.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    with atomic_path(out_dir / f"{MODEL_NAME}.md") as tmp:
-        tmp.write_text(model_card(metadata, onnx_path.stat().st_size), encoding="utf-8")
+    write_model_files(out_dir, MODEL_NAME, metadata, model_card)
 
 
 def record_metrics(out_dir: Path, name: str, scores: Sequence[Score], note: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -33,11 +32,10 @@ from torch.nn import functional
 
 from sitewatch.detect.dota import find_images
 from sitewatch.detect.model import MODEL_CLASSES, MODEL_GSD, MODEL_NAME, OUTPUT_STRIDE, TERMS
-from sitewatch.io.files import atomic_path
-from sitewatch.train.change import EXPORT_TOLERANCE, ExportError
 from sitewatch.train.detect_data import Augment, Batch, Sampler, demo_sources, load_sources
 from sitewatch.train.encoder import STAGE_END, LiteEncoder
-from sitewatch.train.loop import StepDone, TrainSettings, optimise
+from sitewatch.train.loop import StepDone, TrainSettings, optimise, write_model_files
+from sitewatch.train.loop import export_onnx as export_checked
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +63,12 @@ class ObjectNet(nn.Module):
     """Heatmap ``(N, C, H/2, W/2)`` (probabilities) and box maps ``(N, 6, H/2, W/2)`` from a
     normalised ``(N, 3, H, W)`` batch, H and W multiples of 16."""
 
-    def __init__(self, encoder: LiteEncoder, widths: Sequence[int] = DECODER_WIDTHS) -> None:
-        """Build the decoder and heads for ENCODER (strides 2 to 16) and freeze its early stages."""
+    def __init__(
+        self, encoder: LiteEncoder, widths: Sequence[int] = DECODER_WIDTHS, frozen_stride: int = FROZEN_STRIDE
+    ) -> None:
+        """Build the decoder and heads for ENCODER (strides 2 to 16); freeze it up to FROZEN_STRIDE."""
         super().__init__()
+        self.frozen_stride = frozen_stride
         if encoder.strides[-1] != 16 or len(widths) != len(encoder.channels):
             raise ValueError(f"encoder strides {encoder.strides} do not match decoder widths {list(widths)}")
         self.encoder = encoder
@@ -85,7 +86,7 @@ class ObjectNet(nn.Module):
                 parameter.requires_grad_(False)
 
     def _frozen_modules(self) -> list[nn.Module]:
-        return [self.encoder.stem, *self.encoder.blocks[: STAGE_END[FROZEN_STRIDE] + 1]]
+        return [self.encoder.stem, *self.encoder.blocks[: STAGE_END[self.frozen_stride] + 1]]
 
     def train(self, mode: bool = True) -> ObjectNet:
         """As :meth:`nn.Module.train`, but the frozen stages keep their ImageNet batch statistics."""
@@ -112,7 +113,7 @@ class ObjectNet(nn.Module):
         return torch.sigmoid(heat), box
 
 
-def build(pretrained: bool = True) -> ObjectNet:
+def build(pretrained: bool = True, frozen_stride: int = FROZEN_STRIDE) -> ObjectNet:
     """The network with the ImageNet encoder (PRETRAINED) or a randomly initialised one (tests)."""
     from sitewatch.train.encoder import pretrained_encoder
 
@@ -122,7 +123,7 @@ def build(pretrained: bool = True) -> ObjectNet:
         from efficientnet_lite_pytorch import EfficientNet
 
         encoder = LiteEncoder(EfficientNet.from_name("efficientnet-lite0"), max_stride=16)
-    return ObjectNet(encoder)
+    return ObjectNet(encoder, frozen_stride=frozen_stride)
 
 
 def loss_fn(heat_logit: torch.Tensor, box: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -169,6 +170,7 @@ def train(
     command: str = "",
     on_progress: Callable[[StepDone], None] | None = None,
     demo_seeds: Sequence[int] = DEMO_SEEDS,
+    frozen_stride: int = FROZEN_STRIDE,
 ) -> Path:
     """Train on every DOTA image under DATA_ROOT except EXCLUDE (image ids), plus the demo
     generator's scenes for DEMO_SEEDS; export into OUT_DIR.
@@ -187,7 +189,7 @@ def train(
     with tempfile.TemporaryDirectory(prefix="sitewatch-demo-") as scratch:
         synthetic = demo_sources(demo_seeds, Path(scratch))
     sampler = Sampler([*sources, *synthetic], augment, seed=settings.seed)
-    model = build(settings.pretrained)
+    model = build(settings.pretrained, frozen_stride)
 
     def next_loss() -> torch.Tensor:
         batch = _tensors(sampler.batch(settings.batch))
@@ -202,7 +204,7 @@ def train(
         "name": MODEL_NAME,
         "task": "detect",
         "architecture": (
-            f"EfficientNet-Lite0 to stride 16 (ImageNet; frozen to stride {FROZEN_STRIDE}), FPN decoder "
+            f"EfficientNet-Lite0 to stride 16 (ImageNet; frozen to stride {frozen_stride}), FPN decoder "
             f"{list(DECODER_WIDTHS)} to stride {OUTPUT_STRIDE}; CenterNet-style heatmap per class and "
             "oriented box maps (offset, log length, log width, cos 2θ, sin 2θ)"
         ),
@@ -248,45 +250,13 @@ def fold_split(data_root: Path, folds: int, fold: int) -> list[str]:
 
 
 def export_onnx(model: ObjectNet, path: Path) -> None:
-    """Export MODEL (dynamic batch, height and width; opset 17) and check it against PyTorch.
-
-    Raises:
-        ExportError: If ONNX Runtime's outputs differ from PyTorch's by more than the tolerance.
-    """
-    import onnxruntime
-
-    wrapped = _Exported(model).eval()
-    dynamic = {name: {0: "n", 2: "height", 3: "width"} for name in ("image", "heatmap", "boxes")}
-    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning)
-        torch.onnx.export(
-            wrapped,
-            (torch.zeros(1, 3, 64, 64),),
-            str(tmp),
-            input_names=["image"],
-            output_names=["heatmap", "boxes"],
-            dynamic_axes=dynamic,
-            opset_version=17,
-            dynamo=False,
-            external_data=False,
-        )
-        image = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
-        expected = [t.numpy() for t in wrapped(image)]
-        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run(["heatmap", "boxes"], {"image": image.numpy()})
-        error = max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
-        if error > EXPORT_TOLERANCE:
-            raise ExportError(f"{path}: ONNX Runtime differs from PyTorch by {error:.2g}")
-    log.info("exported %s (max |onnx - torch| = %.2g)", path, error)
+    """Export MODEL as shipped (:class:`_Exported`) to PATH, checked against PyTorch."""
+    export_checked(_Exported(model), path, ("image",), ("heatmap", "boxes"))
 
 
 def write_metadata(out_dir: Path, metadata: dict[str, Any]) -> None:
     """Write ``vehicle-detector.json`` and the model card ``.md`` from METADATA (atomically)."""
-    onnx_path = out_dir / f"{MODEL_NAME}.onnx"
-    with atomic_path(out_dir / f"{MODEL_NAME}.json") as tmp:
-        tmp.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    with atomic_path(out_dir / f"{MODEL_NAME}.md") as tmp:
-        tmp.write_text(model_card(metadata, onnx_path.stat().st_size), encoding="utf-8")
+    write_model_files(out_dir, MODEL_NAME, metadata, model_card)
 
 
 def model_card(metadata: dict[str, Any], size: int) -> str:

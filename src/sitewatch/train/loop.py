@@ -1,22 +1,39 @@
-"""The optimisation loop every sitewatch network is trained with, on the CPU.
+"""What every sitewatch network shares in training: the optimisation loop on the CPU, the checked
+ONNX export, and writing a model's three files.
 
 AdamW with a slower learning rate for the pretrained encoder than for the new layers, a short
 linear warm-up, then a cosine decay over the steps or, with a time budget, over whichever runs out
-first, so a run stopped by the clock still ends at a low learning rate.
+first, so a run stopped by the clock still ends at a low learning rate. The export is checked:
+ONNX Runtime must compute what PyTorch computes, or nothing is written.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from sitewatch.errors import SitewatchError
+from sitewatch.io.files import atomic_path
+
 log = logging.getLogger(__name__)
+
+#: Largest difference between PyTorch's and ONNX Runtime's outputs accepted at export.
+EXPORT_TOLERANCE = 1e-3
+
+
+class ExportError(SitewatchError):
+    """The exported ONNX model does not compute what the PyTorch model computes."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +81,11 @@ def optimise(
     """
     encoder = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("encoder.")]
     decoder = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("encoder.")]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": encoder, "lr": settings.learning_rate * settings.encoder_lr_factor},
-            {"params": decoder, "lr": settings.learning_rate},
-        ],
-        weight_decay=settings.weight_decay,
-    )
+    groups = [
+        {"params": encoder, "lr": settings.learning_rate * settings.encoder_lr_factor},
+        {"params": decoder, "lr": settings.learning_rate},
+    ]
+    optimiser = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=settings.weight_decay)
 
     start = time.perf_counter()
 
@@ -101,3 +116,53 @@ def optimise(
             break
     model.eval()
     return losses, time.perf_counter() - start
+
+
+def export_onnx(model: nn.Module, path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """Export MODEL, which takes ``(N, 3, H, W)`` INPUTS and returns OUTPUTS (dynamic batch, height
+    and width; opset 17), to PATH, once ONNX Runtime agrees with PyTorch on random inputs.
+
+    Raises:
+        ExportError: If an output differs by more than :data:`EXPORT_TOLERANCE`, or in shape.
+    """
+    import onnxruntime
+
+    model.eval()
+    dynamic = {name: {0: "n", 2: "height", 3: "width"} for name in (*inputs, *outputs)}
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter's notices (constant folding of slices, its own deprecation): harmless.
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(
+            model,
+            tuple(torch.zeros(1, 3, 64, 64) for _ in inputs),
+            str(tmp),
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,  # the TorchScript exporter keeps H and W dynamic without onnxscript
+            external_data=False,
+        )
+        generator = torch.Generator().manual_seed(0)
+        sample = [torch.randn(1, 3, 96, 128, generator=generator) for _ in inputs]
+        result = model(*sample)
+        expected = [t.numpy() for t in (result if isinstance(result, tuple) else (result,))]
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        got = session.run(list(outputs), {name: x.numpy() for name, x in zip(inputs, sample, strict=True)})
+        for name, g, e in zip(outputs, got, expected, strict=True):
+            error = float(np.abs(g - e).max()) if g.shape == e.shape else math.inf
+            if error > EXPORT_TOLERANCE:
+                raise ExportError(f"{path}: ONNX Runtime's {name} differs from PyTorch's by {error:.2g} ({g.shape})")
+    log.info("exported %s", path)
+
+
+def write_model_files(
+    out_dir: Path, name: str, metadata: dict[str, Any], card: Callable[[dict[str, Any], int], str]
+) -> None:
+    """Write ``NAME.json`` (METADATA) and the model card ``NAME.md`` (CARD of it and the model's size)."""
+    onnx_path = out_dir / f"{name}.onnx"
+    with atomic_path(out_dir / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(out_dir / f"{name}.md") as tmp:
+        tmp.write_text(card(metadata, onnx_path.stat().st_size), encoding="utf-8")
