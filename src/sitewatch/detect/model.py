@@ -36,8 +36,11 @@ MODEL_GSD = 0.5
 OUTPUT_STRIDE = 2
 #: Input sides must be multiples of this (the encoder's deepest stride).
 INPUT_MULTIPLE = 16
-#: Peaks under this heatmap score are not decoded (scorers rank from 0.01 up).
-DECODE_FLOOR = 0.01
+#: Peaks under this heatmap score are not decoded: below it the heatmap is texture, not objects.
+DECODE_FLOOR = 0.1
+#: At most this many objects a tile (a 1024² tile at 0.5 m is 26 ha; a full car park holds ~40 a
+#: hectare), so a pathological tile cannot flood the merge.
+MAX_PEAKS = 4000
 #: ImageNet statistics the encoder was trained with, per RGB channel on 0-1 data.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)[:, None, None]
@@ -51,25 +54,30 @@ def normalise(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode(heatmap: np.ndarray, boxes: np.ndarray, floor: float = DECODE_FLOOR) -> list[Detection]:
+def decode(
+    heatmap: np.ndarray, boxes: np.ndarray, floor: float = DECODE_FLOOR, limit: int = MAX_PEAKS
+) -> list[Detection]:
     """Detections from one tile's ``(C, h, w)`` HEATMAP (probabilities) and ``(6, h, w)`` BOXES.
 
-    Box channels: offset x, offset y (within the cell, 0-1), log length, log width (working pixels),
-    cos 2θ, sin 2θ. Corners come out in working pixels of the tile.
+    Peaks are taken on the best class of each cell (one object, one class: a truck is not also
+    reported as a car), at most LIMIT of them, best first. Box channels: offset x, offset y (within
+    the cell, 0-1), log length, log width (working pixels), cos 2θ, sin 2θ. Corners come out in
+    working pixels of the tile.
     """
+    best = heatmap.max(axis=0)
+    classes = heatmap.argmax(axis=0)
+    peaks = (best >= floor) & (best >= cv2.dilate(best, np.ones((3, 3), np.uint8)))
+    ys, xs = np.nonzero(peaks)
+    order = np.argsort(-best[ys, xs], kind="stable")[:limit]
     found: list[Detection] = []
-    kernel = np.ones((3, 3), np.uint8)
-    for channel, cls in enumerate(MODEL_CLASSES[: heatmap.shape[0]]):
-        scores = heatmap[channel]
-        peaks = (scores >= floor) & (scores >= cv2.dilate(scores, kernel))
-        for y, x in zip(*np.nonzero(peaks), strict=True):
-            dx, dy, log_l, log_w, c2, s2 = (float(v) for v in boxes[:, y, x])
-            u = (x + dx) * OUTPUT_STRIDE - 0.5
-            v = (y + dy) * OUTPUT_STRIDE - 0.5
-            length, width = math.exp(min(log_l, 6.0)), math.exp(min(log_w, 6.0))
-            angle = 0.5 * math.atan2(s2, c2)
-            corners = box_corners(u, v, max(length, width), min(length, width), angle)
-            found.append(Detection(corners, cls, round(float(scores[y, x]), 4)))
+    for y, x in zip(ys[order], xs[order], strict=True):
+        dx, dy, log_l, log_w, c2, s2 = (float(v) for v in boxes[:, y, x])
+        u = (x + dx) * OUTPUT_STRIDE - 0.5
+        v = (y + dy) * OUTPUT_STRIDE - 0.5
+        length, width = math.exp(min(log_l, 6.0)), math.exp(min(log_w, 6.0))
+        angle = 0.5 * math.atan2(s2, c2)
+        corners = box_corners(u, v, max(length, width), min(length, width), angle)
+        found.append(Detection(corners, MODEL_CLASSES[int(classes[y, x])], round(float(best[y, x]), 4)))
     return found
 
 
