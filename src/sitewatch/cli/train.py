@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sitewatch.errors import SitewatchError
+
+if TYPE_CHECKING:
+    from sitewatch.train.loop import StepDone
 
 train_app = typer.Typer(name="train", help="Train sitewatch's models (needs the training extra).", no_args_is_help=True)
 
@@ -23,6 +25,29 @@ def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
 
 
+# Options every training command takes.
+FoldOption = Annotated[int | None, typer.Option("--fold", min=0, help="With --folds: train only fold I.")]
+MinutesOption = Annotated[
+    float | None, typer.Option("--minutes", min=0.1, help="Stop the steps after M minutes of training.")
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the sampling and initialisation.")]
+ThreadsOption = Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads.")]
+
+
+def _require_torch() -> None:
+    _require_torch()
+
+
+def _check_fold(fold: int | None, folds: int) -> None:
+    _check_fold(fold, folds)
+
+
+def _report(event: StepDone) -> None:
+    """Progress on stderr every 25 steps and at the end."""
+    if event.step % 25 == 0 or event.step == event.total:
+        typer.echo(f"step {event.step}/{event.total} loss {event.loss:.4f} {event.seconds:.0f} s", err=True)
+
+
 @train_app.command("change")
 def change(
     data: Annotated[
@@ -32,45 +57,37 @@ def change(
     folds: Annotated[
         int, typer.Option("--folds", min=0, help="Train K models into OUT/fold-I, each leaving out every K-th pair.")
     ] = 0,
-    fold: Annotated[int | None, typer.Option("--fold", min=0, help="With --folds: train only fold I.")] = None,
+    fold: FoldOption = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 700,
-    minutes: Annotated[
-        float | None, typer.Option("--minutes", min=0.1, help="Stop the steps after M minutes of training.")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampling and initialisation.")] = 0,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads.")] = 2,
+    minutes: MinutesOption = None,
+    seed: SeedOption = 0,
+    threads: ThreadsOption = 2,
     folds_root: Annotated[
         Path | None,
         typer.Option("--heldout-folds", help="Also score each pair by the fold model in this folder that left it out."),
     ] = None,
 ) -> None:
     """Train the siamese change detector on the labelled pairs under --data and export it as ONNX."""
-    if importlib.util.find_spec("torch") is None:
-        raise MissingExtra("sitewatch train needs the training extra: pip install 'sitewatch[train]'")
+    _require_torch()
     from sitewatch.train.change import score_model, train, train_folds
-    from sitewatch.train.loop import StepDone, TrainSettings
+    from sitewatch.train.loop import TrainSettings
 
-    if fold is not None and not 0 <= fold < folds:
-        raise typer.BadParameter(f"--fold must be below --folds ({folds})", param_hint="--fold")
+    _check_fold(fold, folds)
     settings = TrainSettings(steps=steps, seed=seed, threads=threads, minutes=minutes)
     base = ["sitewatch", "train", "change", "--data", str(data), "--seed", str(seed), "--steps", str(steps)]
     base += ["--threads", str(threads)]  # float sums, hence the weights, depend on the thread count
     if minutes is not None:
         base += ["--minutes", f"{minutes:g}"]
 
-    def report(event: StepDone) -> None:
-        if event.step % 25 == 0 or event.step == event.total:
-            typer.echo(f"step {event.step}/{event.total} loss {event.loss:.4f} {event.seconds:.0f} s", err=True)
-
     if folds:
         for index in range(folds) if fold is None else [fold]:
             command = shlex.join([*base, "--out", str(out), "--folds", str(folds), "--fold", str(index)])
-            (folder,) = train_folds(out, data, folds, index, settings, command=command, on_progress=report)
+            (folder,) = train_folds(out, data, folds, index, settings, command=command, on_progress=_report)
             score_model(folder, data)
             typer.echo(folder / "siamese-change.onnx")
         return
     command = shlex.join([*base, "--out", str(out)])
-    path = train(out, data, settings=settings, command=command, on_progress=report)
+    path = train(out, data, settings=settings, command=command, on_progress=_report)
     score_model(out, data, folds_root)
     typer.echo(path)
 
@@ -84,15 +101,13 @@ def detect(
     folds: Annotated[
         int, typer.Option("--folds", min=0, help="Train K models into OUT/fold-I, each leaving out every K-th image.")
     ] = 0,
-    fold: Annotated[int | None, typer.Option("--fold", min=0, help="With --folds: train only fold I.")] = None,
+    fold: FoldOption = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 900,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Crops per step.")] = 12,
     crop: Annotated[int, typer.Option("--crop", min=64, help="Crop side in pixels (multiple of 16).")] = 256,
-    minutes: Annotated[
-        float | None, typer.Option("--minutes", min=0.1, help="Stop the steps after M minutes of training.")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampling and initialisation.")] = 0,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="PyTorch threads.")] = 2,
+    minutes: MinutesOption = None,
+    seed: SeedOption = 0,
+    threads: ThreadsOption = 2,
     demo_seeds: Annotated[
         str,
         typer.Option("--demo-seeds", help="Demo generator seeds rendered as synthetic training sites ('' for none)."),
@@ -109,17 +124,14 @@ def detect(
     ] = None,
 ) -> None:
     """Train the oriented vehicle and container detector on DOTA images under --data; export it as ONNX."""
-    if importlib.util.find_spec("torch") is None:
-        raise MissingExtra("sitewatch train needs the training extra: pip install 'sitewatch[train]'")
+    _require_torch()
     from dataclasses import replace
 
     from sitewatch.train.detect import DETECT_SETTINGS, fold_split, record_scores, train
     from sitewatch.train.detect_data import Augment
-    from sitewatch.train.loop import StepDone
     from sitewatch.train.quantize import quantize
 
-    if fold is not None and not 0 <= fold < folds:
-        raise typer.BadParameter(f"--fold must be below --folds ({folds})", param_hint="--fold")
+    _check_fold(fold, folds)
     if crop % 16:
         raise typer.BadParameter("--crop must be a multiple of 16", param_hint="--crop")
     settings = replace(DETECT_SETTINGS, steps=steps, batch=batch, seed=seed, threads=threads, minutes=minutes)
@@ -137,10 +149,6 @@ def detect(
     base += ["--freeze-to", str(freeze_to)]
     if int8:
         base += ["--int8"]
-
-    def report(event: StepDone) -> None:
-        if event.step % 25 == 0 or event.step == event.total:
-            typer.echo(f"step {event.step}/{event.total} loss {event.loss:.4f} {event.seconds:.0f} s", err=True)
 
     runs: list[tuple[Path, list[str], list[str]]] = [(out, [], [*base, "--out", str(out)])]
     if folds:
@@ -161,7 +169,7 @@ def detect(
             settings,
             augment,
             shlex.join(command),
-            on_progress=report,
+            on_progress=_report,
             demo_seeds=seeds,
             frozen_stride=freeze_to,
         )
