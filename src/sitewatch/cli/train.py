@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -35,11 +36,13 @@ ThreadsOption = Annotated[int, typer.Option("--threads", min=1, help="PyTorch th
 
 
 def _require_torch() -> None:
-    _require_torch()
+    if importlib.util.find_spec("torch") is None:
+        raise MissingExtra("sitewatch train needs the training extra: pip install 'sitewatch[train]'")
 
 
 def _check_fold(fold: int | None, folds: int) -> None:
-    _check_fold(fold, folds)
+    if fold is not None and not 0 <= fold < folds:
+        raise typer.BadParameter(f"--fold must be below --folds ({folds})", param_hint="--fold")
 
 
 def _report(event: StepDone) -> None:
