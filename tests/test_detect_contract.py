@@ -122,7 +122,7 @@ def test_cli_txt_and_json(tmp_path: Path) -> None:
     assert summary["detector"] in base.names()
     rows = _parse(out)
     assert rows and all(0 <= s <= 1 for _, _, s in rows)
-    assert {c for _, c, _ in rows} <= {"small-vehicle", "large-vehicle"}
+    assert {c for _, c, _ in rows} <= set(base.get(summary["detector"]).classes)
     assert sum(summary["counts"].values()) == len(rows)
 
 
@@ -226,7 +226,8 @@ def test_cli_geojson_in_wgs84(tmp_path: Path) -> None:
     transform = Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0)
     img = write_tif(tmp_path / "scene.tif", _scene(), crs="EPSG:32615", transform=transform)
     out = tmp_path / "dets.geojson"
-    p = run_sitewatch("detect", img, "--min-score", "0.01", "-o", out, "--json")
+    # the classic detector outlines the drawn vehicles to the pixel: this tests the georeferencing
+    p = run_sitewatch("detect", img, "--detector", "classic", "--min-score", "0.01", "-o", out, "--json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.strip().splitlines()[-1])["gsd_m"] == 0.5
     features = json.loads(out.read_text())["features"]
@@ -267,7 +268,7 @@ def test_cli_on_a_dota_image(tmp_path: Path, datasets: Path) -> None:
     assert p.returncode == 0, p.stderr
     width, height = Image.open(dota / "images" / "P0003.png").size
     for corners, cls, score in _parse(out):
-        assert cls in {"small-vehicle", "large-vehicle"} and 0 <= score <= 1
+        assert cls in {"small-vehicle", "large-vehicle", "container"} and 0 <= score <= 1
         assert (corners[:, 0] >= -2).all() and (corners[:, 0] <= width + 2).all()
         assert (corners[:, 1] >= -2).all() and (corners[:, 1] <= height + 2).all()
 

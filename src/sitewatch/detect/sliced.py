@@ -153,6 +153,13 @@ def detect_file(
         return detect_windows(read, (src.height, src.width), gsd, detector, stats, slice_px)
 
 
+def _inside(detection: Detection, rows: int, cols: int) -> Detection:
+    """DETECTION with its corners moved onto the image's edge where they overhang it: only what the
+    image shows of an object at its border can be outlined (DOTA clips such labels too)."""
+    corners = tuple((min(max(x, -0.5), cols - 0.5), min(max(y, -0.5), rows - 0.5)) for x, y in detection.corners)
+    return Detection(corners, detection.cls, detection.score)
+
+
 def detect_windows(
     read: WindowReader,
     shape: tuple[int, int],
@@ -194,6 +201,6 @@ def detect_windows(
                 moved = detection.moved(c0, r0, sx, sy)
                 cx, cy = moved.centre
                 if row0 <= cy + 0.5 < row0 + core and col0 <= cx + 0.5 < col0 + core:
-                    found.append(moved)
+                    found.append(_inside(moved, rows, cols))
     merged = suppress(found, MERGE_IOU)
     return SlicedResult(merged, gsd, True, "", count, classes)
