@@ -374,3 +374,17 @@ def test_demo_removing_a_rule_keeps_its_alerts(demo: tuple[Path, DemoSite]) -> N
     with Workspace.open(root) as ws:
         [kept] = alerts_of(ws, "expansion removed")
     assert kept.id == alert.id and kept.rule_id is None and kept.summary == alert.summary
+
+
+def test_demo_analyze_prints_the_alerts_it_raised(demo: tuple[Path, DemoSite]) -> None:
+    root, truth = demo
+    demolished = next(e.date_after for e in truth.events if e.kind == "removed")
+    with Workspace.open(root) as ws:
+        replay(ws, add_rule(ws, truth.name, ChangeWatch("removed", 1000.0), "demolition via analyze"))
+    done = run_sitewatch("analyze", "--site", truth.name, "--objects", "none", "--json", workspace=root)
+    assert done.returncode == 0, done.stderr
+    [raised] = [a for a in json.loads(done.stdout)["alerts"] if a["rule"] == "demolition via analyze"]
+    assert raised["kind"] == "change" and raised["acquired"] == demolished.isoformat()
+    assert "removed" in raised["summary"]
+    again = run_sitewatch("analyze", "--site", truth.name, "--objects", "none", workspace=root)
+    assert again.returncode == 0 and "alert [" not in again.stdout  # once only

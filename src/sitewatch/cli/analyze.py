@@ -73,6 +73,10 @@ def analyze(
                     "not_resolvable": {run.observation_id: run.reason for run in counted.not_resolvable},
                     "seconds": round(counted.seconds, 2),
                 },
+                "alerts": [
+                    {"rule": a.rule, "kind": a.kind, "acquired": a.acquired.isoformat(), "summary": a.summary}
+                    for a in result.alerts
+                ],
             }
         )
         return
@@ -99,6 +103,8 @@ def analyze(
             f"objects: {counted.detections} on {len(counted.runs)} dates{coarse} ({counted.detector}; "
             f"{counted.fresh} dates counted now in {counted.seconds:.1f} s); see `sitewatch activity`"
         )
+    for alert in result.alerts:
+        typer.echo(f"alert [{alert.rule}] {alert.acquired:%Y-%m-%d}: {alert.summary}")
 
 
 def register(app: typer.Typer) -> None:
