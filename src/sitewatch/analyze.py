@@ -29,11 +29,11 @@ from sitewatch.change.history import Candidate, Event, Stack, follow
 from sitewatch.change.registry import AUTO
 from sitewatch.change.vectorize import ChangePolygon
 from sitewatch.detect.base import AUTO as AUTO_OBJECTS
-from sitewatch.detect.inventory import InventoryResult, ObservationDone, inventory_site
+from sitewatch.detect.inventory import InventoryResult, inventory_site
 from sitewatch.errors import InputError
 from sitewatch.grid import SiteGrid, to_crs
 from sitewatch.io.files import atomic_path
-from sitewatch.observations import Layer, read_clear_layer
+from sitewatch.observations import Layer, ObservationDone, read_clear_layer
 from sitewatch.watch.evaluate import evaluate_rules
 from sitewatch.workspace import Workspace, slug
 

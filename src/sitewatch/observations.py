@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class ObservationDone:
+    """Progress event of a stage that goes through a site's observations: one more done."""
+
+    observation: Observation
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class Layer:
     """One observation read onto the comparison grid."""
 

@@ -60,6 +60,7 @@ from sitewatch.detect.base import LARGE, SMALL
 from sitewatch.detect.inventory import NOT_COUNTED, SiteCounts, site_counts
 from sitewatch.errors import NotFound
 from sitewatch.grid import SiteGrid, to_crs
+from sitewatch.observations import ObservationDone
 from sitewatch.workspace import Workspace
 
 Mask = NDArray[np.bool_]
@@ -87,15 +88,6 @@ class IndexSettings:
     max_side_px: int = 1024  # the working grid is coarsened to at most this many pixels a side
     log_offset: float = 0.05  # added before the log, as a share of the reference band's median
     shadow: HistorySettings = field(default_factory=HistorySettings)
-
-
-@dataclass(frozen=True)
-class DateDone:
-    """Progress event: one more date's index computed."""
-
-    observation: Observation
-    done: int
-    total: int
 
 
 @dataclass(frozen=True)
@@ -203,7 +195,7 @@ def site_activity(
     settings: IndexSettings | None = None,
     align: bool = True,
     objects: str | None = None,
-    on_progress: Callable[[DateDone], None] | None = None,
+    on_progress: Callable[[ObservationDone], None] | None = None,
 ) -> SiteActivity:
     """The activity index of a site and its zones, counts per class, and each area's series against
     its baseline.
@@ -306,7 +298,7 @@ def activity_index(
     zones: Sequence[str] | None = None,
     settings: IndexSettings | None = None,
     align: bool = True,
-    on_progress: Callable[[DateDone], None] | None = None,
+    on_progress: Callable[[ObservationDone], None] | None = None,
 ) -> ActivityIndex:
     """The activity index of SITE_NAME and its ZONES on every usable date (module docstring).
 
@@ -370,7 +362,7 @@ def activity_index(
             values[name] = AreaValue(np.count_nonzero(area & departing) / seen if enough else None, share)
         dates.append(DateIndex(obs.id or 0, obs.acquired, threshold, values))
         if on_progress is not None:
-            on_progress(DateDone(obs, t + 1, len(keep)))
+            on_progress(ObservationDone(obs, t + 1, len(keep)))
     gsd = grid.gsd_at(level)
     return ActivityIndex(
         site.name, chosen, level, gsd, tuple(dates), skipped, len(persistent), float(np.count_nonzero(left)) * gsd**2

@@ -40,7 +40,7 @@ from sitewatch.detect.model import LearnedDetector
 from sitewatch.detect.sliced import detect_array
 from sitewatch.errors import NotFound
 from sitewatch.grid import SiteGrid, to_crs
-from sitewatch.observations import read_clear_layer
+from sitewatch.observations import ObservationDone, read_clear_layer
 from sitewatch.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -181,15 +181,6 @@ def _clear_share(area: BaseGeometry, clear: np.ndarray, transform: Affine) -> fl
 
 
 # --- a site ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ObservationDone:
-    """Progress event: one more observation looked at (or found already done)."""
-
-    observation: Observation
-    done: int
-    total: int
 
 
 @dataclass(frozen=True)
