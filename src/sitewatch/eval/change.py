@@ -506,7 +506,7 @@ class _ModelChooser:
             return cls
         for fold in self.folds:
             model = self._fold_model(cls, fold)
-            if isinstance(model, LearnedDetector) and pair.id not in trained_on(model.card):
+            if isinstance(model, LearnedDetector) and pair.id not in model.card.trained_on:
                 return refusal(model, image_pair) or (model, HELD_OUT_KFOLD)
         reason = registry.valid_for(cls, image_pair.band_count, image_pair.rgb is not None, image_pair.gsd)
         if reason is not None:
@@ -516,7 +516,7 @@ class _ModelChooser:
         shipped = self._shipped[name]
         if not isinstance(shipped, LearnedDetector):
             return shipped, TRAINING_FREE
-        return shipped, IN_SAMPLE if pair.id in trained_on(shipped.card) else HELD_OUT_UNSEEN
+        return shipped, IN_SAMPLE if pair.id in shipped.card.trained_on else HELD_OUT_UNSEEN
 
     def _class(self, name: str) -> type[ChangeDetector] | str:
         """The class registered as NAME, or why it cannot be had (its module is not installed)."""
@@ -537,17 +537,6 @@ class _ModelChooser:
                     self._fold_models[key] = cast(Callable[..., ChangeDetector], cls)(model_dir=fold)
         return self._fold_models[key]
 
-
-def trained_on(card: ModelCard) -> frozenset[str]:
-    """The pair ids (:attr:`LabelledPair.id`) CARD's model was trained or tuned on.
-
-    Raises:
-        InputError: If the metadata's ``trained_on`` is not a list of ids.
-    """
-    ids = card.metadata.get("trained_on", [])
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise InputError(card.path.with_suffix(".json"), "trained_on must be a list of pair ids")
-    return frozenset(ids)
 
 
 def misregistered(pair: ImagePair, max_px: float, *, seed: int) -> ImagePair:

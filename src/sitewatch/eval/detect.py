@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -50,9 +50,6 @@ from sitewatch.detect.dota import GsdEstimate, LabelledImage, LabelledObject, gs
 from sitewatch.errors import InputError, NotFound
 from sitewatch.eval.change import HELD_OUT_UNSEEN, IN_SAMPLE, TRAINING_FREE, LearnedDetector, fold_folders
 from sitewatch.io.raster import read_array
-
-if TYPE_CHECKING:
-    from sitewatch.models import ModelCard
 
 #: Detections above this oriented IoU with a true object match it (DOTA's AP50, strictly above).
 IOU_THRESHOLD = 0.5
@@ -457,17 +454,6 @@ def _protocol(labels: Sequence[str]) -> str:
     return weakest
 
 
-def trained_on(card: ModelCard) -> frozenset[str]:
-    """The image ids (file stems) CARD's model was trained or tuned on.
-
-    Raises:
-        InputError: If the metadata's ``trained_on`` is not a list of ids.
-    """
-    ids = card.metadata.get("trained_on", [])
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise InputError(card.path.with_suffix(".json"), "trained_on must be a list of image ids (file stems)")
-    return frozenset(ids)
-
 
 class _ModelChooser:
     """Which detector instance scores each image, and how the figure is labelled.
@@ -502,7 +488,7 @@ class _ModelChooser:
             if (
                 not isinstance(model, str)
                 and isinstance(model, LearnedDetector)
-                and image not in trained_on(model.card)
+                and image not in model.card.trained_on
             ):
                 return model, HELD_OUT_KFOLD
         shipped = self._get(name, None)
@@ -510,7 +496,7 @@ class _ModelChooser:
             return shipped
         if not isinstance(shipped, LearnedDetector):
             return shipped, TRAINING_FREE
-        return shipped, IN_SAMPLE if image in trained_on(shipped.card) else HELD_OUT_UNSEEN
+        return shipped, IN_SAMPLE if image in shipped.card.trained_on else HELD_OUT_UNSEEN
 
     def _get(self, name: str, folder: Path | None) -> base.ObjectDetector | str:
         """NAME with the models in FOLDER (``None``: the shipped ones), or why it cannot run."""

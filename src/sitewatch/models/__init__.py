@@ -52,6 +52,19 @@ class ModelCard:
         """Size of the ``.onnx`` file."""
         return self.path.stat().st_size
 
+    @property
+    def trained_on(self) -> frozenset[str]:
+        """The ids of the samples (change pairs, images) the model was trained or tuned on, so that an
+        evaluation can tell held-out figures from in-sample ones.
+
+        Raises:
+            InputError: If the metadata's ``trained_on`` is not a list of ids.
+        """
+        ids = self.metadata.get("trained_on", [])
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise InputError(self.path.with_suffix(".json"), "trained_on must be a list of sample ids")
+        return frozenset(ids)
+
 
 def find(name: str, folder: Path | None = None) -> ModelCard:
     """The model NAME in FOLDER (a folder the user names), else among the shipped models.
