@@ -21,14 +21,17 @@ from shapely.geometry.base import BaseGeometry
 
 from sitewatch.catalog.models import (
     Alert,
+    Annotation,
     Change,
     Detection,
     DetectionRun,
     MonitoredFile,
     NotifyTarget,
     Observation,
+    Review,
     Scene,
     Site,
+    SiteEvent,
     WatchRule,
     Zone,
 )
@@ -281,12 +284,22 @@ class Catalog:
     # observations --------------------------------------------------------------------------------
 
     def insert_observation(self, conn: sqlite3.Connection, obs: Observation) -> int:
-        """Insert (or replace) a site's observation of a scene inside the caller's transaction."""
-        conn.execute("DELETE FROM observations WHERE site_id = ? AND scene_id = ?", (obs.site_id, obs.scene_id))
-        cur = conn.execute(
+        """Insert a site's observation of a scene inside the caller's transaction, or, where the site
+        already has one of that scene (a grid rebuilt on a finer base), overwrite that row in place.
+
+        Its id stays, and with it what cites it: the rules' seen sets (a rebuilt image is not new to
+        them), alerts and changes. Returns the id.
+        """
+        row = conn.execute(
             "INSERT INTO observations (site_id, scene_id, level, gsd, path, width, height, acquired,"
             " valid_fraction, flags, align_status, align_reason, alignment, masked_fraction)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (site_id, scene_id) DO UPDATE SET level = excluded.level, gsd = excluded.gsd,"
+            " path = excluded.path, width = excluded.width, height = excluded.height,"
+            " acquired = excluded.acquired, valid_fraction = excluded.valid_fraction, flags = excluded.flags,"
+            " align_status = excluded.align_status, align_reason = excluded.align_reason,"
+            " alignment = excluded.alignment, masked_fraction = excluded.masked_fraction"
+            " RETURNING id",
             (
                 obs.site_id,
                 obs.scene_id,
@@ -303,8 +316,8 @@ class Catalog:
                 None if obs.alignment is None else json.dumps(obs.alignment),
                 obs.masked_fraction,
             ),
-        )
-        return int(cur.lastrowid or 0)
+        ).fetchone()
+        return int(row[0])
 
     def update_alignment(self, conn: sqlite3.Connection, obs: Observation) -> None:
         """Store an observation's new file and alignment in place (its id, and changes citing it, stay)."""
@@ -644,6 +657,26 @@ class Catalog:
                 (alert_id, channel, delivered, error),
             )
 
+    def acknowledge_alert(self, alert_id: int) -> datetime:
+        """Mark an alert as seen and dealt with (once: acknowledging again keeps the first time); when it was.
+
+        Raises:
+            NotFound: If there is no such alert.
+        """
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM alerts WHERE id = ?", (alert_id,)).fetchone() is None:
+                raise NotFound(f"no alert with id {alert_id}")
+            conn.execute(
+                "INSERT INTO alert_acks (alert_id, acknowledged) VALUES (?,?) ON CONFLICT (alert_id) DO NOTHING",
+                (alert_id, utc_text(datetime.now(UTC))),
+            )
+        return self.acknowledged()[alert_id]
+
+    def acknowledged(self) -> dict[int, datetime]:
+        """When each acknowledged alert was acknowledged, by alert id."""
+        rows = self._conn.execute("SELECT alert_id, acknowledged FROM alert_acks").fetchall()
+        return {row["alert_id"]: parse_utc(row["acknowledged"]) for row in rows}
+
     def monitored_files(self) -> dict[Path, MonitoredFile]:
         """Every file the monitor has tried, by path."""
         rows = self._conn.execute("SELECT * FROM monitor_files").fetchall()
@@ -665,6 +698,156 @@ class Catalog:
                 " message = excluded.message, checked = excluded.checked",
                 [(str(f.path), f.size, f.mtime_ns, f.status, f.scene_id, f.message, now) for f in files],
             )
+
+    # the analyst's annotations, change reviews and events ---------------------------------------
+
+    def add_annotations(self, annotations: Sequence[Annotation]) -> list[Annotation]:
+        """Store new annotations, all or none (an import is one transaction)."""
+        ids = []
+        with self.transaction() as conn:
+            for a in annotations:
+                cur = conn.execute(
+                    "INSERT INTO annotations (site_id, geometry_wkt, label, note, scene_id, acquired, author,"
+                    " created, updated) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        a.site_id,
+                        a.geometry.wkt,
+                        a.label,
+                        a.note,
+                        a.scene_id,
+                        None if a.acquired is None else utc_text(a.acquired),
+                        a.author,
+                        utc_text(a.created),
+                        utc_text(a.updated),
+                    ),
+                )
+                ids.append(int(cur.lastrowid or 0))
+        return [self.annotation(i) for i in ids]
+
+    def annotation(self, annotation_id: int) -> Annotation:
+        """The annotation with this id."""
+        row = self._conn.execute("SELECT * FROM annotations WHERE id = ?", (annotation_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no annotation with id {annotation_id}")
+        return _annotation_from_row(row)
+
+    def annotations(self, site: Site) -> list[Annotation]:
+        """A site's annotations, oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM annotations WHERE site_id = ? ORDER BY created, id", (site.id,)
+        ).fetchall()
+        return [_annotation_from_row(row) for row in rows]
+
+    def update_annotation(self, annotation: Annotation) -> Annotation:
+        """Store an annotation's geometry, label, note, image, author and update time as given."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE annotations SET geometry_wkt = ?, label = ?, note = ?, scene_id = ?, acquired = ?,"
+                " author = ?, updated = ? WHERE id = ?",
+                (
+                    annotation.geometry.wkt,
+                    annotation.label,
+                    annotation.note,
+                    annotation.scene_id,
+                    None if annotation.acquired is None else utc_text(annotation.acquired),
+                    annotation.author,
+                    utc_text(annotation.updated),
+                    annotation.id,
+                ),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no annotation with id {annotation.id}")
+        return self.annotation(annotation.id or 0)
+
+    def remove_annotation(self, annotation_id: int) -> Annotation:
+        """Remove an annotation; returns it as it was."""
+        annotation = self.annotation(annotation_id)
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM annotations WHERE id = ?", (annotation_id,))
+        return annotation
+
+    def add_review(self, review: Review) -> Review:
+        """Store a verdict on a change; earlier verdicts on it stay, as its history."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO reviews (site_id, change_id, verdict, reason, kind, geometry_wkt, date_from, date_to,"
+                " after_scene_id, detector, reviewer, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    review.site_id,
+                    review.change_id,
+                    review.verdict,
+                    review.reason,
+                    review.kind,
+                    review.geometry.wkt,
+                    utc_text(review.date_from),
+                    utc_text(review.date_to),
+                    review.after_scene_id,
+                    review.detector,
+                    review.reviewer,
+                    utc_text(review.created),
+                ),
+            )
+        return self.review(int(cur.lastrowid or 0))
+
+    def review(self, review_id: int) -> Review:
+        """The review with this id."""
+        row = self._conn.execute("SELECT * FROM reviews WHERE id = ?", (review_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no review with id {review_id}")
+        return _review_from_row(row)
+
+    def reviews(self, site: Site) -> list[Review]:
+        """Every review of a site's changes, oldest first (the last one matching a change is its verdict)."""
+        rows = self._conn.execute("SELECT * FROM reviews WHERE site_id = ? ORDER BY created, id", (site.id,)).fetchall()
+        return [_review_from_row(row) for row in rows]
+
+    def remove_review(self, review_id: int) -> Review:
+        """Remove one review from the history; returns it as it was."""
+        review = self.review(review_id)
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM reviews WHERE id = ?", (review_id,))
+        return review
+
+    def add_event(self, event: SiteEvent) -> SiteEvent:
+        """Store a dated marker on a site."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO site_events (site_id, happened, label, note, created) VALUES (?,?,?,?,?)",
+                (event.site_id, utc_text(event.when), event.label, event.note, utc_text(event.created)),
+            )
+        return self.event(int(cur.lastrowid or 0))
+
+    def event(self, event_id: int) -> SiteEvent:
+        """The site event with this id."""
+        row = self._conn.execute("SELECT * FROM site_events WHERE id = ?", (event_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no event with id {event_id}")
+        return _event_from_row(row)
+
+    def events(self, site: Site) -> list[SiteEvent]:
+        """A site's events, in date order."""
+        rows = self._conn.execute(
+            "SELECT * FROM site_events WHERE site_id = ? ORDER BY happened, id", (site.id,)
+        ).fetchall()
+        return [_event_from_row(row) for row in rows]
+
+    def update_event(self, event: SiteEvent) -> SiteEvent:
+        """Store an event's date, label and note as given."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE site_events SET happened = ?, label = ?, note = ? WHERE id = ?",
+                (utc_text(event.when), event.label, event.note, event.id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no event with id {event.id}")
+        return self.event(event.id or 0)
+
+    def remove_event(self, event_id: int) -> SiteEvent:
+        """Remove a site event; returns it as it was."""
+        event = self.event(event_id)
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM site_events WHERE id = ?", (event_id,))
+        return event
 
 
 def _id(record: Site) -> int:
@@ -802,6 +985,50 @@ def _alert_from_row(row: sqlite3.Row) -> Alert:
         acquired=parse_utc(row["acquired"]),
         summary=row["summary"],
         evidence=json.loads(row["evidence"]),
+        created=parse_utc(row["created"]),
+        id=row["id"],
+    )
+
+
+def _annotation_from_row(row: sqlite3.Row) -> Annotation:
+    return Annotation(
+        site_id=row["site_id"],
+        geometry=_geom(row["geometry_wkt"]),
+        label=row["label"],
+        note=row["note"],
+        scene_id=row["scene_id"],
+        acquired=None if row["acquired"] is None else parse_utc(row["acquired"]),
+        author=row["author"],
+        created=parse_utc(row["created"]),
+        updated=parse_utc(row["updated"]),
+        id=row["id"],
+    )
+
+
+def _review_from_row(row: sqlite3.Row) -> Review:
+    return Review(
+        site_id=row["site_id"],
+        verdict=row["verdict"],
+        reason=row["reason"],
+        kind=row["kind"],
+        geometry=_geom(row["geometry_wkt"]),
+        date_from=parse_utc(row["date_from"]),
+        date_to=parse_utc(row["date_to"]),
+        after_scene_id=row["after_scene_id"],
+        detector=row["detector"],
+        reviewer=row["reviewer"],
+        created=parse_utc(row["created"]),
+        change_id=row["change_id"],
+        id=row["id"],
+    )
+
+
+def _event_from_row(row: sqlite3.Row) -> SiteEvent:
+    return SiteEvent(
+        site_id=row["site_id"],
+        when=parse_utc(row["happened"]),
+        label=row["label"],
+        note=row["note"],
         created=parse_utc(row["created"]),
         id=row["id"],
     )

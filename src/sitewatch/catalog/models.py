@@ -248,3 +248,53 @@ class MonitoredFile:
     status: str  # an ingest status: "ingested", "duplicate", "no-site" or "failed"
     scene_id: int | None = None
     message: str = ""
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """An analyst's mark on a site: a point or polygon with a label and a note, on one image or on the site
+    in general."""
+
+    site_id: int
+    geometry: BaseGeometry  # WGS84 lon/lat, Point or Polygon
+    label: str
+    note: str
+    scene_id: int | None  # the image it was drawn on (scenes are stable; observations get rebuilt); None = the site
+    acquired: datetime | None  # that image's date, kept so exports and reports can say which image
+    author: str | None
+    created: datetime
+    updated: datetime
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Review:
+    """An analyst's verdict on a detected change. Change rows are replaced each time a site is analyzed, so a review
+    keeps a copy of what it judged (kind, outline, dates, detector, the after-image's scene) and is matched to the
+    current changes by place and dates, not by change id."""
+
+    site_id: int
+    verdict: str  # "confirmed" | "rejected"
+    reason: str
+    kind: str
+    geometry: BaseGeometry  # site grid CRS (metres), as Change.geometry
+    date_from: datetime
+    date_to: datetime
+    after_scene_id: int | None
+    detector: str
+    reviewer: str | None
+    created: datetime
+    change_id: int | None = None  # the change row reviewed (None once it has been replaced)
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class SiteEvent:
+    """A dated marker the analyst puts on a site's activity chart ("summit 12 June")."""
+
+    site_id: int
+    when: datetime  # UTC midnight of the day, or a precise time
+    label: str
+    note: str
+    created: datetime
+    id: int | None = None

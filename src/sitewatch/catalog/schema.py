@@ -199,4 +199,54 @@ MIGRATIONS: tuple[str, ...] = (
         checked TEXT NOT NULL
     );
     """,
+    """
+    -- The analyst's own records. Reviews copy what they judged (change rows are replaced by every
+    -- analysis, and SQLite reuses their ids), so change_id is cleared when its row goes.
+    CREATE TABLE annotations (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        geometry_wkt TEXT NOT NULL,
+        label TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        scene_id INTEGER REFERENCES scenes(id) ON DELETE SET NULL,
+        acquired TEXT,
+        author TEXT,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX annotations_by_site ON annotations (site_id);
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        change_id INTEGER REFERENCES changes(id) ON DELETE SET NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('confirmed', 'rejected')),
+        reason TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        geometry_wkt TEXT NOT NULL,
+        date_from TEXT NOT NULL,
+        date_to TEXT NOT NULL,
+        after_scene_id INTEGER REFERENCES scenes(id) ON DELETE SET NULL,
+        detector TEXT NOT NULL,
+        reviewer TEXT,
+        created TEXT NOT NULL
+    );
+    CREATE INDEX reviews_by_site ON reviews (site_id, created);
+    CREATE INDEX reviews_by_change ON reviews (change_id);
+    CREATE TABLE site_events (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        happened TEXT NOT NULL,
+        label TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        created TEXT NOT NULL
+    );
+    CREATE INDEX site_events_by_site ON site_events (site_id, happened);
+    """,
+    """
+    -- Alerts an analyst has acknowledged in the workbench (seen and dealt with). The alert stays as it was.
+    CREATE TABLE alert_acks (
+        alert_id INTEGER PRIMARY KEY REFERENCES alerts(id) ON DELETE CASCADE,
+        acknowledged TEXT NOT NULL
+    );
+    """,
 )

@@ -1,17 +1,18 @@
 """``sitewatch eval ...``: score sitewatch's stages on labelled data (``eval change``, ``eval align``,
-``eval detect``)."""
+``eval detect``), and on the analyst's own verdicts (``eval reviews``)."""
 
 from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sitewatch.change import registry
-from sitewatch.cli.common import JsonOption, NoAlignOption, print_json, progress_bar
+from sitewatch.cli.common import JsonOption, NoAlignOption, WorkspaceOption, open_workspace, print_json, progress_bar
 
 if TYPE_CHECKING:
     from sitewatch.eval.change import Score, Skipped
@@ -327,10 +328,22 @@ def detect(
             }
         )
         return
-    tables = _detect_tables(result)
+    tables = [(f"{title}: {dataset}", header, rows) for title, header, rows in _detect_tables(result)]
     notes = [e.note() for e in result.estimated_gsd] + [_detect_skipped_note(s) for s in result.skipped]
     if not result.scores:
         notes.insert(0, "nothing scored")
+    _print_tables(tables, _DETECT_TEXT_COLUMNS, notes, markdown=markdown)
+
+
+def _print_tables(
+    tables: Sequence[tuple[str, list[str], list[list[str]]]],
+    text_columns: Mapping[str, int],
+    notes: Sequence[str],
+    *,
+    markdown: bool,
+) -> None:
+    """Print titled tables, then their notes: as Markdown (titles left out), or as rich tables whose
+    TEXT_COLUMNS fold down to the width given in a narrow terminal (numbers stay whole)."""
     if markdown:
         for _, header, rows in tables:
             typer.echo("\n".join(_markdown_row(cells) for cells in [header, ["---"] * len(header), *rows]) + "\n")
@@ -340,17 +353,18 @@ def detect(
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console() if sys.stdout.isatty() else Console(width=_PIPE_WIDTH)
     for title, header, rows in tables:
-        table = Table(title=f"{title}: {dataset}", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
+        table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
         for column in header:
-            if column in _DETECT_TEXT_COLUMNS:
-                table.add_column(column, overflow="fold", min_width=_DETECT_TEXT_COLUMNS[column])
+            if column in text_columns:
+                table.add_column(column, overflow="fold", min_width=text_columns[column])
             else:
                 table.add_column(column, justify="right")
         for cells in rows:
-            table.add_row(*cells)
+            table.add_row(*(Text(cell) for cell in cells))
         console.print(table)
     for note in notes:
         console.print(note, markup=False, highlight=False)
@@ -364,9 +378,6 @@ def _detect_tables(result: DetectEvaluation) -> list[tuple[str, list[str], list[
     """Title, header and rows of ``eval detect``'s two tables (scores, then counts per image), the same
     for the terminal and Markdown."""
     from sitewatch.eval.detect import NO_LABELS
-
-    def figure(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
 
     header = [
         "detector",
@@ -389,14 +400,14 @@ def _detect_tables(result: DetectEvaluation) -> list[tuple[str, list[str], list[
             str(s.truth),
             NO_LABELS if s.ap is None else f"{s.ap:.3f}",
             f"{s.min_score:g}",
-            figure(s.recall),
+            _figure(s.recall),
             str(s.predicted_at_op),
-            figure(s.mean_count_error),
+            _figure(s.mean_count_error),
         ]
         for s in result.scores
     ]
     count_header = ["detector", "image", "class", "true", "predicted@op", "count err"]
-    count_rows = [[c.detector, c.image, c.cls, str(c.truth), str(c.predicted), figure(c.error)] for c in result.counts]
+    count_rows = [[c.detector, c.image, c.cls, str(c.truth), str(c.predicted), _figure(c.error)] for c in result.counts]
     tables = [
         ("detect, AP at oriented IoU > 0.5; recall and counts at each detector's operating score", header, rows),
         ("detect, count per image at the operating score", count_header, count_rows),
@@ -413,3 +424,48 @@ def _detect_skipped_note(skipped: DetectSkipped) -> str:
     if len(skipped.images) > _NOTE_IMAGES:
         names += f" and {len(skipped.images) - _NOTE_IMAGES} more"
     return f"{skipped.detector}: skipped {names}: {skipped.reason}"
+
+
+@eval_app.command("reviews")
+def reviews(
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site", "-s", help="Site to score (repeat for several; default every site).", show_default=False
+        ),
+    ] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (for a README).")] = False,
+) -> None:
+    """The analyst's verdicts on each site's current changes: confirmed, rejected, unreviewed, and the
+    precision they give (confirmed ÷ reviewed)."""
+    from sitewatch.review.reviews import ReviewPrecision, review_precision
+
+    if as_json and markdown:
+        raise typer.BadParameter("choose one of --json and --markdown", param_hint="--markdown")
+    with open_workspace(workspace) as ws:
+        rows = review_precision(ws, site)
+    total = ReviewPrecision.total(rows)
+    if as_json:
+        print_json({"sites": [r.as_dict() for r in rows], "total": total.as_dict(), "note": _REVIEWS_NOTE})
+        return
+    header = ["site", "changes", "confirmed", "rejected", "unreviewed", "precision"]
+    cells = [
+        [r.site, str(r.changes), str(r.confirmed), str(r.rejected), str(r.unreviewed), _figure(r.precision)]
+        for r in [*rows, total]
+    ]
+    _print_tables(
+        [("reviews: precision on reviewed changes", header, cells)], {"site": 8}, [_REVIEWS_NOTE], markdown=markdown
+    )
+
+
+#: What ``eval reviews`` measures, printed under its table.
+_REVIEWS_NOTE = (
+    "precision is the analyst's own, on the changes they reviewed (confirmed ÷ (confirmed + rejected)); "
+    "it is not recall: changes the detector missed are not counted"
+)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

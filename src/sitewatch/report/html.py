@@ -25,7 +25,8 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from sitewatch import __version__
-from sitewatch.catalog.models import Change, Observation, Scene, Site
+from sitewatch.catalog.models import Annotation as AnalystAnnotation
+from sitewatch.catalog.models import Change, Observation, Review, Scene, Site, SiteEvent
 from sitewatch.errors import InputError, NotFound
 from sitewatch.io.files import atomic_path
 from sitewatch.io.raster import open_raster
@@ -43,6 +44,8 @@ from sitewatch.report.chips import (
     stretch_of,
     union_bounds,
 )
+from sitewatch.review.annotations import describe_place
+from sitewatch.review.text import describe_when
 
 if TYPE_CHECKING:
     from sitewatch.activity import ActivitySeries, SeriesAnalysis, SiteActivity, SkippedDate
@@ -122,6 +125,8 @@ class ChangeRow:
     persistence: str = ""  # "persistent", "transient", "unconfirmed", or "" where not followed
     why: str = ""  # the evidence for the persistence, in words
     history: tuple[tuple[str, str], ...] = ()  # (mark, "date: state") per observation, in date order
+    verdict: str = ""  # the analyst's: "confirmed", "rejected", or "" where not reviewed
+    review: str = ""  # the reason, who and when
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,26 @@ class ProvenanceRow:
 
 
 @dataclass(frozen=True)
+class AnnotationRow:
+    """One of the analyst's annotations: their words, the image it is on, and where it is."""
+
+    label: str
+    note: str
+    image: str  # the image's date, or "" for the site in general
+    author: str
+    place: str  # a point's lat, lon; a polygon's area and centre
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One of the analyst's dated events."""
+
+    date: str
+    label: str
+    note: str
+
+
+@dataclass(frozen=True)
 class ReportPage:
     """Everything the template shows, as strings and data URIs."""
 
@@ -193,6 +218,9 @@ class ReportPage:
     attributions: tuple[str, ...]
     version: str = __version__
     activity: ActivitySection | None = None
+    reviewed: str = ""  # how many changes the analyst has judged, and how; "" when none
+    annotations: tuple[AnnotationRow, ...] = ()
+    events: tuple[EventRow, ...] = ()
 
 
 def render_report(
@@ -206,6 +234,9 @@ def render_report(
     synthetic: bool = False,
     title: str | None = None,
     activity: SiteActivity | None = None,
+    reviews: Mapping[int, Review] | None = None,
+    annotations: Sequence[AnalystAnnotation] = (),
+    events: Sequence[SiteEvent] = (),
 ) -> Path:
     """Write a self-contained HTML report of SITE's observations and changes to OUT.
 
@@ -220,6 +251,9 @@ def render_report(
         synthetic: Whether the imagery is synthetic demo imagery; says so on the page and images.
         title: The page title; by default one naming the site.
         activity: The site's activity series (whole site and zones), shown as charts; none without.
+        reviews: The analyst's verdicts, by change id (see :func:`sitewatch.review.reviews.current_reviews`).
+        annotations: The analyst's annotations on the site, listed with their words and places.
+        events: The analyst's dated events, listed and drawn on the activity charts.
 
     Returns:
         OUT.
@@ -231,9 +265,14 @@ def render_report(
         InputError: If an observation path leaves the store, or OUT cannot be written.
     """
     builder = _PageBuilder(site, observations, scenes_by_id, store_root, synthetic)
-    page = builder.build(changes, title or f"{site.name}: sitewatch site report")
+    page = builder.build(changes, title or f"{site.name}: sitewatch site report", reviews or {})
+    page = replace(
+        page,
+        annotations=tuple(_annotation_row(a) for a in annotations),
+        events=tuple(EventRow(describe_when(e.when), e.label, e.note) for e in events),
+    )
     if activity is not None:
-        page = replace(page, activity=activity_section(activity))
+        page = replace(page, activity=activity_section(activity, events))
     html = _environment().get_template("report.html").render(page=page)
     with atomic_path(out, make_parents=True) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -290,8 +329,8 @@ class _PageBuilder:
         self._rasters: dict[int, _Raster] = {}
         self._to_wgs84 = Transformer.from_crs(site.epsg, 4326, always_xy=True)
 
-    def build(self, changes: Sequence[Change], title: str) -> ReportPage:
-        """The whole page model; reads every pixel the page shows."""
+    def build(self, changes: Sequence[Change], title: str, reviews: Mapping[int, Review]) -> ReportPage:
+        """The whole page model, with the analyst's REVIEWS by change id; reads every pixel the page shows."""
         tiers = {key: tier for tier, (key, _, _) in enumerate(GROUPS)}
         ordered = sorted(
             changes, key=lambda c: (tiers.get(c.persistence, 1), _utc(c.date_to), _utc(c.date_from), -c.area_m2)
@@ -301,7 +340,7 @@ class _PageBuilder:
                 if obs_id not in self.by_id:
                     raise NotFound(f"a change refers to observation {obs_id}, which was not given to the report")
         numbered = list(enumerate(ordered, start=1))
-        rows = {number: self._change_row(number, change) for number, change in numbered}
+        rows = {number: self._change_row(number, change, reviews.get(change.id or 0)) for number, change in numbered}
         kinds = Counter(change.kind for change in ordered)
         groups = tuple(
             ChangeGroup(
@@ -331,6 +370,7 @@ class _PageBuilder:
             confidence=self._confidence(ordered),
             provenance=tuple(self._provenance_row(obs) for obs in self.observations),
             attributions=self._attributions(),
+            reviewed=_reviewed(ordered, reviews),
         )
 
     # --- facts from files -------------------------------------------------------------------
@@ -382,10 +422,10 @@ class _PageBuilder:
             gsd=f"{obs.gsd:.2f} m (scene {scene.gsd:.2f} m)",
             valid=f"{obs.valid_fraction:.0%}",
             flags=", ".join(obs.flags),
-            alignment=_alignment_text(obs),
+            alignment=alignment_text(obs),
         )
 
-    def _change_row(self, number: int, change: Change) -> ChangeRow:
+    def _change_row(self, number: int, change: Change, review: Review | None) -> ChangeRow:
         centroid = change.geometry.centroid
         lon, lat = self._to_wgs84.transform(centroid.x, centroid.y)
         pair = (("before", self.by_id[change.before_id]), ("after", self.by_id[change.after_id]))
@@ -407,6 +447,8 @@ class _PageBuilder:
                 for obs_id, state in change.history
                 if obs_id in self.by_id
             ),
+            verdict="" if review is None else review.verdict,
+            review="" if review is None else _review_text(review),
         )
 
     def _widened(self, change: Change) -> str:
@@ -593,6 +635,31 @@ def _unseen_cause(obs: Observation) -> str:
     return "masked there"
 
 
+def _review_text(review: Review) -> str:
+    """A verdict's reason, who gave it and when, in a few words."""
+    by = f" by {review.reviewer}" if review.reviewer else ""
+    return "; ".join(part for part in (review.reason, f"{review.verdict}{by} on {_date(review.created)}") if part)
+
+
+def _reviewed(changes: Sequence[Change], reviews: Mapping[int, Review]) -> str:
+    """How many of the changes the analyst has judged, and how; "" when none."""
+    verdicts = Counter(reviews[c.id].verdict for c in changes if c.id is not None and c.id in reviews)
+    if not verdicts:
+        return ""
+    counts = ", ".join(f"{verdicts[v]} {v}" for v in ("confirmed", "rejected") if verdicts[v])
+    return f"{verdicts.total()} of {len(changes)} changes reviewed by an analyst: {counts}"
+
+
+def _annotation_row(annotation: AnalystAnnotation) -> AnnotationRow:
+    return AnnotationRow(
+        label=annotation.label,
+        note=annotation.note,
+        image="" if annotation.acquired is None else _datetime(annotation.acquired),
+        author=annotation.author or "",
+        place=describe_place(annotation.geometry),
+    )
+
+
 #: Changes numbered on a site overview (the largest); the rest are outlined only.
 OVERVIEW_LABELS = 25
 
@@ -613,7 +680,7 @@ def _outlines(numbered: Iterable[tuple[int, Change]], labelled: int | None = Non
     ]
 
 
-def _alignment_text(obs: Observation) -> str:
+def alignment_text(obs: Observation) -> str:
     """How the observation was co-registered, in a few words for the timeline."""
     figures = obs.alignment or {}
     if obs.align_status == "reference":
@@ -711,6 +778,7 @@ class ActivityChart:
     findings: tuple[str, ...]  # anomalies and change-points in words
     others: tuple[ChartLine, ...] = ()
     counts: ActivityChart | None = None
+    events: tuple[ChartMark, ...] = ()  # the analyst's events inside the dates shown
 
 
 @dataclass(frozen=True)
@@ -724,8 +792,8 @@ class ActivitySection:
     plot: tuple[int, int, int, int] = CHART_PLOT
 
 
-def activity_section(activity: SiteActivity) -> ActivitySection:
-    """The activity charts of a site: the whole site first, then each zone."""
+def activity_section(activity: SiteActivity, events: Sequence[SiteEvent] = ()) -> ActivitySection:
+    """The activity charts of a site: the whole site first, then each zone; EVENTS are drawn on each."""
     settings = activity.series[0].index.settings
     gsd = f" at {activity.index.gsd:.2f} m" if activity.index.gsd else ""
     method = (
@@ -744,15 +812,17 @@ def activity_section(activity: SiteActivity) -> ActivitySection:
             "on each date (the bold line, judged the same way, is the total; thin lines are its classes); "
             "dates too coarse to resolve vehicles, or not looked at, have no count (n/a), never zero."
         )
+    if events:
+        method += " Blue lines are the analyst's events (hover for their labels)."
     return ActivitySection(
-        charts=tuple(_activity_chart(series) for series in activity.series),
+        charts=tuple(_activity_chart(series, events) for series in activity.series),
         method=method,
         persistent=f"{activity.index.persistent_note[0].upper()}{activity.index.persistent_note[1:]}.",
     )
 
 
-def _activity_chart(series: ActivitySeries) -> ActivityChart:
-    """One area's index chart, with its counts chart below on the same time axis."""
+def _activity_chart(series: ActivitySeries, events: Sequence[SiteEvent] = ()) -> ActivityChart:
+    """One area's index chart, with its counts chart below on the same time axis; EVENTS on both."""
     from sitewatch.activity import VEHICLES
 
     names = series.count_columns
@@ -761,7 +831,14 @@ def _activity_chart(series: ActivitySeries) -> ActivityChart:
     times = sorted(_utc(when).timestamp() for when in dated)
     span = (times[0], times[-1]) if times else None
     chart = _chart(
-        series.area, "Activity index", series.index, series.skipped, span, lambda v: f"{v:.3f}", minimum=0.01
+        series.area,
+        "Activity index",
+        series.index,
+        series.skipped,
+        span,
+        lambda v: f"{v:.3f}",
+        minimum=0.01,
+        events=events,
     )
     if not names:
         return chart
@@ -776,6 +853,7 @@ def _activity_chart(series: ActivitySeries) -> ActivityChart:
         minimum=1.0,
         subject=main,
         others={n: series.columns[n] for n in names if n != main},
+        events=events,
     )
     findings = list(counts.findings)
     for name in names:
@@ -795,10 +873,12 @@ def _chart(
     minimum: float,
     subject: str = "activity",
     others: Mapping[str, SeriesAnalysis] | None = None,
+    events: Sequence[SiteEvent] = (),
 ) -> ActivityChart:
     """A chart of ANALYSIS over SPAN (first and last POSIX time; None: no dates): dates placed by time,
-    values from 0 to a little above the peak (at least MINIMUM); OTHERS drawn as thin lines; NUMBER
-    formats a value, SUBJECT names the series in words ("vehicles rose after ...")."""
+    values from 0 to a little above the peak (at least MINIMUM); OTHERS drawn as thin lines, EVENTS as
+    marks where they fall inside SPAN; NUMBER formats a value, SUBJECT names the series in words
+    ("vehicles rose after ...")."""
     points = analysis.points
     others = others or {}
     unit = _unit(subject)
@@ -847,6 +927,11 @@ def _chart(
         others=tuple(
             ChartLine(name, " ".join(f"{x(p.date)},{y(p.value)}" for p in other.points), f"class{k % 3}")
             for k, (name, other) in enumerate(others.items())
+        ),
+        events=tuple(
+            ChartMark(x(e.when), f"{describe_when(e.when)}: {e.label}")
+            for e in events
+            if span is not None and t0 <= _utc(e.when).timestamp() <= t1
         ),
     )
 
