@@ -265,7 +265,8 @@ def _plan_site(ws: Workspace, site: Site, gsd: float) -> tuple[Site, SiteGrid, b
 def _rebuild_site(
     ws: Workspace, site: Site, grid: SiteGrid, staged: _Staged
 ) -> list[tuple[Site, Observation | None, ObservationFile]]:
-    """Rebuild a site's observations from their scenes on a refined grid."""
+    """Rebuild a site's observations from their scenes on a refined grid: new files, for rows that are
+    then updated in place, so the observations keep their ids (rules have seen them already)."""
     rebuilt: list[tuple[Site, Observation | None, ObservationFile]] = []
     for obs in ws.catalog.observations(site):
         scene = ws.catalog.scene(obs.scene_id)

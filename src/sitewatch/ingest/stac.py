@@ -641,7 +641,8 @@ def scenes_from_stac_api(
             search = client.search(
                 collections=collections or None,
                 bbox=list(bbox),
-                datetime=f"{_stamp(start)}/{_stamp(end)}",
+                # No dates: no datetime at all; stac-fastapi refuses the open interval "../..".
+                datetime=None if start is None and end is None else f"{_stamp(start)}/{_stamp(end)}",
                 max_items=max_items,
                 limit=min(max_items, 100),
             )

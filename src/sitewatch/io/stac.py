@@ -62,6 +62,7 @@ TIMEOUT_S: tuple[float, float] = (10.0, 60.0)
 JSON_DEADLINE_S = 120.0
 MAX_REDIRECTS = 5
 _CHUNK_BYTES = 64 * 1024
+_ERROR_EXCERPT_BYTES = 1024
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = f"sitewatch/{__version__}"
 
@@ -297,12 +298,24 @@ def _open_checked(
             continue
         try:
             if not 200 <= response.status_code < 300:
-                raise StacError(current, f"HTTP {response.status_code} {response.reason}".rstrip())
+                status = f"HTTP {response.status_code} {response.reason}".rstrip()
+                excerpt = _error_excerpt(response)
+                raise StacError(current, f"{status}: {excerpt}" if excerpt else status)
             yield response
         finally:
             response.close()
         return
     raise StacError(url, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _error_excerpt(response: requests.Response) -> str:
+    """The start of an error response's body on one printable line: where a server says what it refused."""
+    try:
+        data = next(response.iter_content(_ERROR_EXCERPT_BYTES), b"")
+    except requests.RequestException:
+        return ""
+    text = " ".join("".join(c if c.isprintable() else " " for c in data.decode("utf-8", "replace")).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _chunks(response: requests.Response, url: str, limit: int, what: str, deadline_s: float | None) -> Iterator[bytes]:

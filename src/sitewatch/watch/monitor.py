@@ -6,7 +6,8 @@ One pass (:func:`monitor_once`):
 2. look for new scenes: raster files in the watched folders not tried before (a file is known by
    its path, size and modification time, so one still being copied is tried again once it has
    changed), and, with a STAC API, items over each site's footprint acquired after its latest
-   observation (the search and its downloads are the STAC ingest's, with its host rules);
+   observation, ingested oldest first (the search and its downloads are the STAC ingest's, with its
+   host rules);
 3. ingest them (a scene already in the catalog, by content hash, is a duplicate, not a new scene);
 4. analyze every site with work left: observations not yet aligned, or usable ones that one of its
    rules has not seen; the analysis ends by evaluating the rules (:mod:`sitewatch.watch.evaluate`);
@@ -24,7 +25,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sitewatch.catalog.models import Alert, MonitoredFile, Site
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_UNDATED = datetime.max.replace(tzinfo=UTC)  # items without a time sort last (ingest reads it from the file)
 
 
 def parse_every(text: str) -> float:
@@ -131,6 +133,9 @@ def _ingest_stac(ws: Workspace, sources: Sources, site: Site) -> list[IngestOutc
     )
     with downloads(ws) as folder:
         found = resolve_sources(ws, request, folder)
+        # Oldest first, whatever order the API answers in (often newest first): the next pass searches
+        # after the latest image, so a pass killed part way must not leave an earlier scene behind it.
+        found.sort(key=lambda source: source.acquired or _UNDATED)
         return ingest(ws, found, site_names=(site.name,)) if found else []
 
 
