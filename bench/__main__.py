@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "align": "bench.align",
     "change": "bench.change",
     "detect": "bench.detect",
+    "tiles": "bench.tiles",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import change, detect
+from bench import change, detect, tiles
 from bench.ingest import format_table, generate_scenes, measure
 
 
@@ -47,3 +47,16 @@ def test_detect_bench_times_classic_against_the_encoder_and_finds_vehicles() -> 
     assert "x base" in detect.format_table(result) and detect.BASELINE_NAME in detect.format_table(result)
     classic_only = detect.measure(256, detectors=("classic",), repeats=1, encoder_baseline=False)
     assert classic_only.baseline.name == "classic" and classic_only.runs[0].ratio_to_baseline == 1.0
+
+
+def test_tiles_bench_serves_over_http_and_times_rio_tiler_on_the_same_tiles(tmp_path: Path) -> None:
+    cache, work = tmp_path / "cache", tmp_path / "work"
+    work.mkdir()
+    result = tiles.measure(512, requests=12, clients=3, warmup=2, cache=cache, datasets=None, workdir=work)
+    assert result.served.requests == result.direct.requests == sum(result.statuses.values()) > 0
+    assert set(result.statuses) <= {200, 204} and result.statuses.get(200, 0) > 0 and result.served_kib > 0
+    for run in (result.served, result.direct, result.direct_threads):
+        assert 0 < run.p50_ms <= run.p95_ms <= run.p99_ms <= run.max_ms and run.tiles_per_s > 0
+    assert math.isfinite(result.ratio) and result.ratio > 0 and len(result.zooms) >= 2
+    assert "served p95" in tiles.format_table(result)
+    assert list(work.iterdir()) == []  # its workspace is cleaned up, and the server is gone with it
