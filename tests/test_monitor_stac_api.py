@@ -293,4 +293,3 @@ def test_a_monitor_killed_mid_run_is_taken_up_with_exactly_the_missing_alerts(
     assert _observations(killed) == _observations(control)
     assert resumed["failures"] == [] and len(resumed["ingested"]) < len(uninterrupted["ingested"])
     assert _monitor(api, killed)["alerts"] == []  # and a further run raises none
-

@@ -241,15 +241,19 @@ def test_cli_notify_refuses_bad_targets_in_one_line(plant: Path, monkeypatch: py
 # --- rules on the demo site ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSite]:
-    """The demo site, every date ingested and analyzed (no object counts: the rules here do not need them)."""
-    base = tmp_path_factory.mktemp("watch")
+def analyzed_demo(base: Path) -> tuple[Path, DemoSite]:
+    """The demo site in BASE, every date ingested and analyzed (no object counts: rules over changes
+    and the activity index do not need them)."""
     truth = generate(base / "imagery", seed=7)
     root = site_with_zones(base / "ws", truth, range(len(truth.scenes)))
     with Workspace.open(root) as ws:
         analyze_site(ws, truth.name, objects=None)
     return root, truth
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSite]:
+    return analyzed_demo(tmp_path_factory.mktemp("watch"))
 
 
 def alerts_of(ws: Workspace, rule: str) -> list[Alert]:

@@ -16,15 +16,14 @@ from fastapi.testclient import TestClient
 from shapely.geometry import shape
 from shapely.ops import unary_union
 
-from sitewatch.analyze import analyze_site
-from sitewatch.demo.generator import DemoSite, generate
+from sitewatch.demo.generator import DemoSite
 from sitewatch.grid import to_crs
 from sitewatch.watch.evaluate import evaluate_rules
 from sitewatch.watch.rules import ChangeWatch, add_rule
 from sitewatch.web.app import create_app
 from sitewatch.web.security import CSRF_COOKIE, CSRF_HEADER
 from sitewatch.workspace import Workspace
-from tests.test_watch import NEW_BUILDINGS, built_area, site_with_zones
+from tests.test_watch import NEW_BUILDINGS, analyzed_demo, built_area
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +31,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSite]:
     """The demo site, every date ingested and analyzed (no object counts), with an alert on the expansion."""
-    base = tmp_path_factory.mktemp("web")
-    truth = generate(base / "imagery", seed=7)
-    root = site_with_zones(base / "ws", truth, range(len(truth.scenes)))
+    root, truth = analyzed_demo(tmp_path_factory.mktemp("web"))
     with Workspace.open(root) as ws:
-        analyze_site(ws, truth.name, objects=None)
         rule = add_rule(ws, truth.name, ChangeWatch("appeared", 1000.0, NEW_BUILDINGS), "expansion")
         ws.catalog.rule_evaluated(rule, [], None)  # as if the rule had been there before the images came
         assert len(evaluate_rules(ws, truth.name)) == 1

@@ -227,6 +227,23 @@ def _change(
     )
 
 
+def change_properties(change: Change) -> dict[str, Any]:
+    """What every export of a change says about it (GeoJSON files, the workbench): kind, measures,
+    the interval it happened in, the dates that widen it, and how it held up over time."""
+    return {
+        "kind": change.kind,
+        "area_m2": round(change.area_m2, 1),
+        "confidence": round(change.confidence, 3),
+        "date_from": change.date_from.isoformat(),
+        "date_to": change.date_to.isoformat(),
+        "persistence": change.persistence,
+        "persistence_reason": change.persistence_reason,
+        "unseen_dates": [when.isoformat() for when in change.unseen],
+        "ended": None if change.ended is None else change.ended.isoformat(),
+        "detector": change.detector,
+    }
+
+
 def changes_geojson(site: Site, changes: Sequence[Change], scenes_by_obs: dict[int, Scene]) -> dict[str, Any]:
     """Changes as a WGS84 FeatureCollection carrying dates, persistence, provider and attribution of both images.
 
@@ -239,21 +256,12 @@ def changes_geojson(site: Site, changes: Sequence[Change], scenes_by_obs: dict[i
         before, after = scenes_by_obs.get(change.before_id), scenes_by_obs.get(change.after_id)
         props: dict[str, Any] = {
             "site": site.name,
-            "kind": change.kind,
-            "area_m2": round(change.area_m2, 1),
-            "confidence": round(change.confidence, 3),
-            "date_from": change.date_from.isoformat(),
-            "date_to": change.date_to.isoformat(),
-            "persistence": change.persistence,
-            "persistence_reason": change.persistence_reason,
-            "unseen_dates": [when.isoformat() for when in change.unseen],
-            "ended": None if change.ended is None else change.ended.isoformat(),
+            **change_properties(change),
             "history": [
                 {"date": dates[obs_id].isoformat(), "state": state}
                 for obs_id, state in change.history
                 if obs_id in dates
             ],
-            "detector": change.detector,
         }
         for role, scene in (("before", before), ("after", after)):
             if scene is not None:

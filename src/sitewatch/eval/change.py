@@ -538,7 +538,6 @@ class _ModelChooser:
         return self._fold_models[key]
 
 
-
 def misregistered(pair: ImagePair, max_px: float, *, seed: int) -> ImagePair:
     """PAIR with AFTER moved by 1 to MAX_PX pixels in a seeded random direction (bilinear); pixels
     moved in from outside are invalid."""

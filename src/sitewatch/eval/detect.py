@@ -454,7 +454,6 @@ def _protocol(labels: Sequence[str]) -> str:
     return weakest
 
 
-
 class _ModelChooser:
     """Which detector instance scores each image, and how the figure is labelled.
 
@@ -485,11 +484,7 @@ class _ModelChooser:
         """
         for fold in self.folds:
             model = self._get(name, fold)
-            if (
-                not isinstance(model, str)
-                and isinstance(model, LearnedDetector)
-                and image not in model.card.trained_on
-            ):
+            if not isinstance(model, str) and isinstance(model, LearnedDetector) and image not in model.card.trained_on:
                 return model, HELD_OUT_KFOLD
         shipped = self._get(name, None)
         if isinstance(shipped, str):

@@ -17,6 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from sitewatch.activity import INDEX, ActivitySeries, SeriesAnalysis, SiteActivity
 from sitewatch.activity.series import MAD_TO_SIGMA
+from sitewatch.analyze import change_properties
 from sitewatch.catalog.models import Alert, Change, Detection, Observation, Review, Site, SiteEvent
 from sitewatch.grid import to_crs
 from sitewatch.report.chips import kind_colour
@@ -133,16 +134,7 @@ def change_feature(site: Site, change: Change, review: Mapping[str, Any] | None)
         "geometry": to_wgs84(site, change.geometry),
         "properties": {
             "id": change.id,
-            "kind": change.kind,
-            "area_m2": round(change.area_m2, 1),
-            "confidence": round(change.confidence, 3),
-            "date_from": change.date_from.isoformat(),
-            "date_to": change.date_to.isoformat(),
-            "persistence": change.persistence,
-            "persistence_reason": change.persistence_reason,
-            "unseen_dates": [when.isoformat() for when in change.unseen],
-            "ended": None if change.ended is None else change.ended.isoformat(),
-            "detector": change.detector,
+            **change_properties(change),
             "before_id": change.before_id,
             "after_id": change.after_id,
             "review": review,
