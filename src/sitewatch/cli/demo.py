@@ -38,6 +38,7 @@ def demo(
         typer.echo(f"site {summary['site']!r}: {summary['scenes']} scenes, {summary['changes']} changes")
         typer.echo(f"report: {summary['report']}")
         typer.echo(f"try: SITEWATCH_WORKSPACE={summary['workspace']} sitewatch site show {result.truth.name!r}")
+        typer.echo(f"open the workbench: sitewatch serve --workspace {summary['workspace']}  (http://127.0.0.1:8750/)")
     if failed:
         raise typer.Exit(1)
 
