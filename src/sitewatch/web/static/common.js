@@ -152,7 +152,9 @@ export async function boot(start) {
  * No fades: a closing popup would otherwise catch clicks meant for the map for a moment.
  */
 export function baseMap(id, options = {}) {
-  const map = L.map(id, { zoomSnap: 0.25, maxZoom: 22, fadeAnimation: false, attributionControl: true, ...options });
+  // Whole zoom levels only: a fractional zoom scales every tile and Chromium leaves hairline seams
+  // between them, which read as features on imagery.
+  const map = L.map(id, { zoomSnap: 1, maxZoom: 22, fadeAnimation: false, attributionControl: true, ...options });
   map.attributionControl.setPrefix(false);
   L.control.scale({ imperial: false, maxWidth: 160 }).addTo(map);
   return map;
