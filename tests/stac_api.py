@@ -128,15 +128,26 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class _FileServer(http.server.ThreadingHTTPServer):
+    fetched: list[tuple[str, int]]
+
+
 class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    server: _FileServer
+
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.server.fetched.append((self.path, int(code)))
+
 
 @contextmanager
-def file_server(folder: Path) -> Iterator[str]:
-    """Serve FOLDER over http on loopback (a thread); yields the base URL, ending in ``/``."""
-    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), partial(_QuietFiles, directory=str(folder)))
+def file_server(folder: Path, fetched: list[tuple[str, int]] | None = None) -> Iterator[str]:
+    """Serve FOLDER over http on loopback (a thread); yields the base URL, ending in ``/``. FETCHED,
+    if given, gets the path and HTTP status of every request answered."""
+    server = _FileServer((LOOPBACK, 0), partial(_QuietFiles, directory=str(folder)))
+    server.fetched = [] if fetched is None else fetched
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -198,8 +209,9 @@ class StacApi:
         self.folder = folder  # the parquet files and the server's log
         self.port = free_port()
         self.published: list[DemoScene] = []
+        self.fetched: list[tuple[str, int]] = []  # (path, HTTP status) of every asset request, in order
         self._others: list[dict[str, Any]] = []
-        self._files = file_server(truth.scenes[0].path.parent)
+        self._files = file_server(truth.scenes[0].path.parent, self.fetched)
         self._assets = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._generation = 0

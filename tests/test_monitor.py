@@ -224,7 +224,9 @@ def test_cli_monitor_once_and_bad_input(monitored: Monitored, tmp_path: Path) ->
     shown = run_sitewatch("monitor", "--once", "--folder", monitored.watched, "--json", workspace=root)
     assert shown.returncode == 0, shown.stderr
     summary = json.loads(shown.stdout)
-    assert summary == {"ingested": [], "analyzed": [], "failures": [], "alerts": [], "deliveries": [], "repaired": []}
+    assert summary == {
+        "ingested": [], "analyzed": [], "failures": [], "alerts": [], "deliveries": [], "repaired": [], "retried": []
+    }  # fmt: skip
     for args, message in [
         (("--once",), "give a folder to watch (--folder DIR) or a STAC API (--stac URL)"),
         (("--once", "--folder", monitored.watched, "--every", "soon"), "'soon' is not an interval"),

@@ -7,7 +7,8 @@ image already ingested). A rule stays quiet until the expansion's scene is publi
 exactly one alert, and a further pass none. The client follows the server's next links, and a
 search the server refuses fails with the server's reason. A ``sitewatch monitor --once`` process
 killed with SIGKILL while it ingests several new scenes is taken up by the next run, which ends
-with exactly the alerts one uninterrupted run gives: none lost, none repeated.
+with exactly the alerts one uninterrupted run gives: none lost, none repeated, and removes the
+download folder the killed run left.
 """
 
 from __future__ import annotations
@@ -285,7 +286,9 @@ def test_a_monitor_killed_mid_run_is_taken_up_with_exactly_the_missing_alerts(
     shutil.copytree(monitored.after, killed)
     assert _kill_after_first_new_observation(api, killed, tmp_path / "killed.log"), "the run ended before the kill"
     assert 0 < _observations(killed) < _observations(control)  # killed while it was still ingesting
+    [left] = (killed / ".downloads").iterdir()  # SIGKILL: its download folder stayed
     resumed = _monitor(api, killed)
+    assert not left.exists()  # the next run removed it: no live process held its lock
 
     alerts, log, ids, log_ids = _alerts(killed)
     assert alerts == expected and log == expected  # none lost, none repeated, in the catalog and the log

@@ -32,6 +32,7 @@ from sitewatch.catalog.models import (
     Scene,
     Site,
     SiteEvent,
+    StacFailure,
     WatchRule,
     Zone,
 )
@@ -699,6 +700,32 @@ class Catalog:
                 [(str(f.path), f.size, f.mtime_ns, f.status, f.scene_id, f.message, now) for f in files],
             )
 
+    def stac_failures(self, site: Site) -> list[StacFailure]:
+        """The STAC items the monitor has failed to ingest for SITE (given up on or not), oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM monitor_stac_failures WHERE site_id = ? ORDER BY acquired, source", (_id(site),)
+        ).fetchall()
+        return [_stac_failure_from_row(row) for row in rows]
+
+    def record_stac_failure(self, site: Site, source: str, acquired: datetime, message: str) -> StacFailure:
+        """Count one more failed try of the STAC item SOURCE for SITE; the record as it stands now."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO monitor_stac_failures (site_id, source, acquired, message, tries, last_tried)"
+                " VALUES (?,?,?,?,1,?) ON CONFLICT (site_id, source) DO UPDATE SET acquired = excluded.acquired,"
+                " message = excluded.message, tries = tries + 1, last_tried = excluded.last_tried",
+                (_id(site), source, utc_text(acquired), message, utc_text(datetime.now(UTC))),
+            )
+            row = conn.execute(
+                "SELECT * FROM monitor_stac_failures WHERE site_id = ? AND source = ?", (_id(site), source)
+            ).fetchone()
+        return _stac_failure_from_row(row)
+
+    def clear_stac_failure(self, site: Site, source: str) -> None:
+        """Forget the failed tries of the STAC item SOURCE for SITE (it has been ingested)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM monitor_stac_failures WHERE site_id = ? AND source = ?", (_id(site), source))
+
     # the analyst's annotations, change reviews and events ---------------------------------------
 
     def add_annotations(self, annotations: Sequence[Annotation]) -> list[Annotation]:
@@ -987,6 +1014,17 @@ def _alert_from_row(row: sqlite3.Row) -> Alert:
         evidence=json.loads(row["evidence"]),
         created=parse_utc(row["created"]),
         id=row["id"],
+    )
+
+
+def _stac_failure_from_row(row: sqlite3.Row) -> StacFailure:
+    return StacFailure(
+        site_id=row["site_id"],
+        source=row["source"],
+        acquired=parse_utc(row["acquired"]),
+        message=row["message"],
+        tries=row["tries"],
+        last_tried=parse_utc(row["last_tried"]),
     )
 
 

@@ -251,6 +251,22 @@ class MonitoredFile:
 
 
 @dataclass(frozen=True)
+class StacFailure:
+    """A STAC item ``sitewatch monitor`` failed to ingest for a site, and how often it has tried.
+
+    The monitor's search starts after a site's latest image, so an item that failed before a later
+    one was ingested would never be found again: this record is what brings it back, by its time.
+    """
+
+    site_id: int
+    source: str  # the item as ingest names it: its own URL, or "api#id"
+    acquired: datetime  # the item's time, which its next search covers
+    message: str  # why the last try failed
+    tries: int  # passes in which it was tried and failed
+    last_tried: datetime
+
+
+@dataclass(frozen=True)
 class Annotation:
     """An analyst's mark on a site: a point or polygon with a label and a note, on one image or on the site
     in general."""

@@ -249,4 +249,17 @@ MIGRATIONS: tuple[str, ...] = (
         acknowledged TEXT NOT NULL
     );
     """,
+    """
+    -- STAC items the monitor failed to ingest for a site, searched for again at their own time on
+    -- later passes until they are ingested (the row goes) or have failed too often (the row stays).
+    CREATE TABLE monitor_stac_failures (
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        acquired TEXT NOT NULL,
+        message TEXT NOT NULL,
+        tries INTEGER NOT NULL,
+        last_tried TEXT NOT NULL,
+        PRIMARY KEY (site_id, source)
+    );
+    """,
 )

@@ -37,6 +37,7 @@ def monitor(
 ) -> None:
     """Look for new scenes, ingest them, analyze the sites they show and evaluate the watch rules;
     record alerts (catalog and alerts.jsonl) and send them by webhook or e-mail if configured.
+    A STAC item that fails is searched for again on the next passes, then given up (reported once).
     Safe to kill: the next run takes up where it stopped, without losing or repeating an alert."""
     from sitewatch.watch.monitor import Sources, monitor_once, parse_every
     from sitewatch.watch.monitor import monitor as run
@@ -56,6 +57,7 @@ def monitor(
 
 def _print(ws: Workspace, report: PassReport, as_json: bool) -> None:
     from sitewatch.watch.alerts import alert_record
+    from sitewatch.watch.monitor import MAX_TRIES
 
     names = {s.id: s.name for s in ws.catalog.sites()}
     if as_json:
@@ -67,11 +69,23 @@ def _print(ws: Workspace, report: PassReport, as_json: bool) -> None:
                 "alerts": [alert_record(a, names.get(a.site_id, "")) for a in report.alerts],
                 "deliveries": [dataclasses.asdict(d) for d in report.deliveries],
                 "repaired": [a.id for a in report.repaired],
+                "retried": [
+                    {
+                        "site": names.get(f.site_id, ""),
+                        "source": f.source,
+                        "acquired": f.acquired.isoformat(),
+                        "tries": f.tries,
+                        "message": f.message,
+                    }
+                    for f in report.retried
+                ],
             }
         )
         return
     for alert in report.repaired:
         typer.echo(f"logged alert #{alert.id}, which an interrupted run had not")
+    for f in report.retried:
+        typer.echo(f"retrying  {f.source}  ({f.acquired.isoformat()}): failed {f.tries} of {MAX_TRIES} tries before")
     for o in report.ingested:
         if o.status == "ingested":
             typer.echo(f"ingested  {o.source}  ({o.acquired}) -> {', '.join(o.sites)}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 from pyproj import CRS
@@ -17,12 +20,21 @@ from shapely.ops import unary_union
 
 from sitewatch.errors import GeoreferenceError, InputError
 from sitewatch.ingest.metadata import parse_datetime
+from sitewatch.ingest.pipeline import store_lock
 from sitewatch.ingest.sources import SceneSource
 from sitewatch.io.raster import open_raster
 from sitewatch.settings import Limits
 from sitewatch.workspace import Workspace
 
+if TYPE_CHECKING:
+    from sitewatch.ingest.stac import ItemError
+
+log = logging.getLogger(__name__)
+
 RASTER_SUFFIXES = frozenset({".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg", ".bmp"})
+#: The lock file in each download folder, held by the process using it (never a download's name:
+#: those are never hidden).
+IN_USE = ".in-use"
 
 
 def parse_crs(text: str) -> CRS:
@@ -100,16 +112,76 @@ class IngestRequest:
 
 @contextmanager
 def downloads(ws: Workspace) -> Iterator[Path]:
-    """A private folder for remote assets, inside the workspace, removed afterwards."""
-    folder = ws.root / ".downloads" / uuid4().hex
+    """A private folder for remote assets, inside the workspace, removed afterwards (with
+    ``.downloads`` when no other is left in it: an ingest leaves the workspace as it found it).
+
+    While it is in use the folder's :data:`IN_USE` file is locked (``flock``), a lock the OS drops
+    when the process dies, so :func:`remove_stale_downloads` can tell a folder a killed run left from
+    one in use. Folders are made and locked, and ``.downloads`` removed, under the workspace lock,
+    which that check holds too: it never sees a live folder before its lock is taken.
+    """
+    parent = ws.root / ".downloads"
+    folder = parent / uuid4().hex
+    with store_lock(ws):
+        folder.mkdir(parents=True)
+        in_use = (folder / IN_USE).open("w")
+        fcntl.flock(in_use, fcntl.LOCK_EX)
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        in_use.close()
+        with store_lock(ws), suppress(OSError):
+            parent.rmdir()  # only if empty
 
 
-def resolve_sources(ws: Workspace, request: IngestRequest, download_dir: Path) -> list[SceneSource]:
-    """Every scene source the request names; all checks (paths, hosts, hrefs) run before ingest."""
+def remove_stale_downloads(ws: Workspace) -> list[Path]:
+    """Remove the download folders no live process uses (left by killed runs); the folders removed.
+
+    A folder is stale when its :data:`IN_USE` lock can be taken, or it has none (its run was killed
+    before taking it). Age would not tell: a download in another process may run for longer than
+    any threshold, and a killed run's folder may be seconds old.
+    """
+    parent = ws.root / ".downloads"
+    if not parent.is_dir():
+        return []
+    removed = []
+    with store_lock(ws):
+        for folder in sorted(parent.iterdir()):
+            if folder.is_dir() and not _in_use(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        with suppress(OSError):
+            parent.rmdir()  # only if empty
+    if removed:
+        log.info("removed %d download folders left by interrupted runs", len(removed))
+    return removed
+
+
+def _in_use(folder: Path) -> bool:
+    """Whether a live process holds FOLDER's :data:`IN_USE` lock (taking it for a moment if not)."""
+    try:
+        with (folder / IN_USE).open("r") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file is closed
+    except FileNotFoundError:
+        return False
+    except OSError:  # held (BlockingIOError), or unreadable: not for this check to remove
+        return True
+    return False
+
+
+def resolve_sources(
+    ws: Workspace,
+    request: IngestRequest,
+    download_dir: Path,
+    *,
+    on_item_error: Callable[[ItemError], None] | None = None,
+) -> list[SceneSource]:
+    """Every scene source the request names; all checks (paths, hosts, hrefs) run before ingest.
+
+    With ON_ITEM_ERROR, an item of the STAC API search that fails on its own is passed to it and
+    left out, instead of failing the whole search (see :mod:`sitewatch.ingest.stac`).
+    """
     from sitewatch.ingest.stac import sources_from_stac_api, sources_from_stac_file, sources_from_stac_url
     from sitewatch.io.stac import HostPolicy
 
@@ -144,6 +216,7 @@ def resolve_sources(ws: Workspace, request: IngestRequest, download_dir: Path) -
                 download_dir,
                 HostPolicy.for_url(request.stac_api, hosts),
                 limits,
+                on_item_error=on_item_error,
             )
         )
     return sources

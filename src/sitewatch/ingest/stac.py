@@ -6,6 +6,11 @@ resolved and checked, and the metadata is gathered, without downloading a byte o
 unsafe href anywhere refuses the whole batch before anything lands on disk. Then remote imagery is
 downloaded; if any download fails, the files this call downloaded are removed again.
 
+A caller that polls (``sitewatch monitor``) may instead go on without an item that fails on its own
+(``on_item_error``): a refused or missing href, a malformed item or a failed download then leaves
+that item out, with its own downloads removed, and the others are taken. Every href is still checked
+before it is followed; only the all-or-nothing is given up.
+
 pystac parses; these functions only decide what to follow and what to take. Catalog walks are
 bounded (depth, documents, items) and never read a document twice, so a link cycle ends and a
 huge catalog is refused rather than followed forever.
@@ -126,6 +131,15 @@ class StacScene:
 
     source: SceneSource
     masks: tuple[MaskAsset, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """An item a search went on without (see ``on_item_error``): where it is, its time, what failed."""
+
+    origin: str  # as a scene from it would be named: the item's own document, or "document#id"
+    acquired: datetime | None
+    error: SitewatchError
 
 
 @dataclass(frozen=True)
@@ -441,32 +455,52 @@ def _asset(origin: str, key: str, asset: pystac.Asset) -> _Asset:
     return _Asset(key, href, roles, asset.media_type, _media_type(asset))
 
 
-def _plan(found: Iterable[_Found], resolve: Callable[[str, str], Path | str]) -> list[_Planned]:
-    """Choose and check every item's imagery and masks, and read its metadata; nothing is downloaded."""
+def _plan(
+    found: Iterable[_Found],
+    resolve: Callable[[str, str], Path | str],
+    on_item_error: Callable[[ItemError], None] | None = None,
+) -> list[_Planned]:
+    """Choose and check every item's imagery and masks, and read its metadata; nothing is downloaded.
+
+    An item that fails refuses the batch, or, with ON_ITEM_ERROR, is passed to it and left out.
+    """
     planned: list[_Planned] = []
     for entry in found:
         try:
-            picked = _pick_imagery(entry.item)
-            if picked is None:
-                warnings.warn(
-                    f"{entry.origin}: no imagery asset (GeoTIFF, JP2, PNG or JPEG with role data or visual); skipped",
-                    SkippedItemWarning,
-                    stacklevel=3,
-                )
-                continue
-            imagery = _asset(entry.origin, *picked)
-            masks = [_asset(entry.origin, key, asset) for key, asset in _masks_of(entry.item)]
-            source = _source(entry, picked[1], Path())
-        except SitewatchError:
-            raise
-        except _PYSTAC_ERRORS as exc:  # a malformed field: a number where a string should be, ...
-            raise StacError(entry.origin, f"malformed item {entry.item.id!r} ({_short(exc)})") from exc
-        imagery = replace(imagery, target=resolve(imagery.href, entry.base))
-        if isinstance(imagery.target, Path) and not imagery.target.is_file():
-            raise StacError(imagery.target, f"asset {imagery.key!r} of item {entry.item.id!r} is not an existing file")
-        masks = [replace(mask, target=resolve(mask.href, entry.base)) for mask in masks]
-        planned.append(_Planned(entry.item.id, source, imagery, tuple(masks)))
+            one = _plan_item(entry, resolve)
+        except SitewatchError as exc:
+            if on_item_error is None:
+                raise
+            on_item_error(ItemError(entry.origin, _acquired(entry.item), exc))
+            continue
+        if one is not None:
+            planned.append(one)
     return planned
+
+
+def _plan_item(entry: _Found, resolve: Callable[[str, str], Path | str]) -> _Planned | None:
+    """One item's checked imagery, masks and metadata; None (with a warning) if it has no imagery."""
+    try:
+        picked = _pick_imagery(entry.item)
+        if picked is None:
+            warnings.warn(
+                f"{entry.origin}: no imagery asset (GeoTIFF, JP2, PNG or JPEG with role data or visual); skipped",
+                SkippedItemWarning,
+                stacklevel=4,
+            )
+            return None
+        imagery = _asset(entry.origin, *picked)
+        masks = [_asset(entry.origin, key, asset) for key, asset in _masks_of(entry.item)]
+        source = _source(entry, picked[1], Path())
+    except SitewatchError:
+        raise
+    except _PYSTAC_ERRORS as exc:  # a malformed field: a number where a string should be, ...
+        raise StacError(entry.origin, f"malformed item {entry.item.id!r} ({_short(exc)})") from exc
+    imagery = replace(imagery, target=resolve(imagery.href, entry.base))
+    if isinstance(imagery.target, Path) and not imagery.target.is_file():
+        raise StacError(imagery.target, f"asset {imagery.key!r} of item {entry.item.id!r} is not an existing file")
+    masks = [replace(mask, target=resolve(mask.href, entry.base)) for mask in masks]
+    return _Planned(entry.item.id, source, imagery, tuple(masks))
 
 
 def _fetch_all(
@@ -475,8 +509,10 @@ def _fetch_all(
     policy: HostPolicy,
     limits: Limits,
     download_masks: bool,
+    on_item_error: Callable[[ItemError], None] | None = None,
 ) -> list[StacScene]:
-    """Download what is remote (each URL once); on any failure remove what this call downloaded."""
+    """Download what is remote (each URL once); on any failure remove what this call downloaded, or,
+    with ON_ITEM_ERROR, only what the failing item's own downloads added, and go on without it."""
     downloaded: dict[str, Path] = {}
 
     def local(asset: _Asset, item_id: str) -> Path:
@@ -487,19 +523,29 @@ def _fetch_all(
             downloaded[asset.target] = download(asset.target, download_dir, policy, limits, name=name)
         return downloaded[asset.target]
 
+    def fetch(plan: _Planned) -> StacScene:
+        masks = []
+        for mask in plan.masks:
+            mask_path: Path | None
+            if isinstance(mask.target, Path):
+                mask_path = mask.target if mask.target.is_file() else None
+            else:
+                mask_path = local(mask, plan.item_id) if download_masks else None
+            masks.append(MaskAsset(mask.key, str(mask.target), mask.roles, mask.media_type, mask_path))
+        return StacScene(replace(plan.source, path=local(plan.imagery, plan.item_id)), tuple(masks))
+
     scenes: list[StacScene] = []
     try:
         for plan in planned:
-            masks = []
-            for mask in plan.masks:
-                mask_path: Path | None
-                if isinstance(mask.target, Path):
-                    mask_path = mask.target if mask.target.is_file() else None
-                else:
-                    mask_path = local(mask, plan.item_id) if download_masks else None
-                masks.append(MaskAsset(mask.key, str(mask.target), mask.roles, mask.media_type, mask_path))
-            source = replace(plan.source, path=local(plan.imagery, plan.item_id))
-            scenes.append(StacScene(source, tuple(masks)))
+            before = set(downloaded)
+            try:
+                scenes.append(fetch(plan))
+            except SitewatchError as exc:
+                if on_item_error is None:
+                    raise
+                for url in downloaded.keys() - before:
+                    downloaded.pop(url).unlink(missing_ok=True)
+                on_item_error(ItemError(plan.source.origin, plan.source.acquired, exc))
     except BaseException:
         for path in downloaded.values():
             path.unlink(missing_ok=True)
@@ -614,12 +660,15 @@ def scenes_from_stac_api(
     *,
     max_items: int = 500,
     download_masks: bool = False,
+    on_item_error: Callable[[ItemError], None] | None = None,
 ) -> list[StacScene]:
     """Scenes from a STAC API item search: COLLECTIONS (all if empty), BBOX, dates inclusive.
 
     Dates are UTC (naive values are taken as UTC; a ``date`` covers its whole day). POLICY
     defaults to the API's own host, named by the user. At most MAX_ITEMS items are taken; items the
-    server returns outside the date range are dropped.
+    server returns outside the date range are dropped. With ON_ITEM_ERROR, an item that fails on
+    its own (an href refused or missing, a download failed) is passed to it and left out rather
+    than failing the search (see the module docstring).
 
     Raises:
         GeometryError: If BBOX is not a WGS84 box.
@@ -658,8 +707,8 @@ def scenes_from_stac_api(
             raise
         except _PYSTAC_ERRORS as exc:
             raise StacError(url, f"STAC API request failed ({_short(exc)})") from exc
-    planned = _plan(found, lambda href, base: resolve_href(href, base, policy))
-    return _fetch_all(planned, download_dir, policy, limits, download_masks)
+    planned = _plan(found, lambda href, base: resolve_href(href, base, policy), on_item_error)
+    return _fetch_all(planned, download_dir, policy, limits, download_masks, on_item_error)
 
 
 def _found_in_search(item: pystac.Item, url: str, client: Client, cache: dict[str, pystac.Collection | None]) -> _Found:
@@ -689,6 +738,7 @@ def sources_from_stac_api(
     policy: HostPolicy | None = None,
     limits: Limits = DEFAULT_LIMITS,
     max_items: int = 500,
+    on_item_error: Callable[[ItemError], None] | None = None,
 ) -> list[SceneSource]:
     """Scene sources from a STAC API search, carrying the sensor masks sitewatch can decode."""
     scenes = scenes_from_stac_api(
@@ -702,6 +752,7 @@ def sources_from_stac_api(
         limits,
         max_items=max_items,
         download_masks=True,
+        on_item_error=on_item_error,
     )
     return _with_masks(scenes)
 

@@ -2,12 +2,14 @@
 
 One pass (:func:`monitor_once`):
 
-1. bring the alert log up to date (a killed run may have recorded alerts it did not log);
+1. remove download folders killed runs left (:func:`~sitewatch.ingest.resolve.remove_stale_downloads`)
+   and bring the alert log up to date (a killed run may have recorded alerts it did not log);
 2. look for new scenes: raster files in the watched folders not tried before (a file is known by
    its path, size and modification time, so one still being copied is tried again once it has
    changed), and, with a STAC API, items over each site's footprint acquired after its latest
-   observation, ingested oldest first (the search and its downloads are the STAC ingest's, with its
-   host rules);
+   observation, and the items that failed in earlier passes, at their own time (see
+   :func:`_ingest_stac`), ingested oldest first (the search and its downloads are the STAC
+   ingest's, with its host rules);
 3. ingest them (a scene already in the catalog, by content hash, is a duplicate, not a new scene);
 4. analyze every site with work left: observations not yet aligned, or usable ones that one of its
    rules has not seen; the analysis ends by evaluating the rules (:mod:`sitewatch.watch.evaluate`);
@@ -28,11 +30,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sitewatch.catalog.models import Alert, MonitoredFile, Site
+from sitewatch.catalog.models import Alert, MonitoredFile, Site, StacFailure
 from sitewatch.detect.base import AUTO as AUTO_OBJECTS
 from sitewatch.errors import InputError, SitewatchError
-from sitewatch.ingest.pipeline import IngestOutcome, ingest
-from sitewatch.ingest.resolve import RASTER_SUFFIXES, IngestRequest, downloads, file_source, resolve_sources
+from sitewatch.ingest.pipeline import IngestOutcome, SceneDone, ingest
+from sitewatch.ingest.resolve import (
+    RASTER_SUFFIXES,
+    IngestRequest,
+    downloads,
+    file_source,
+    remove_stale_downloads,
+    resolve_sources,
+)
+from sitewatch.ingest.sources import SceneSource
+from sitewatch.ingest.stac import ItemError
 from sitewatch.watch.alerts import sync_log
 from sitewatch.watch.notify import Delivery, deliver_pending
 from sitewatch.workspace import Workspace
@@ -42,6 +53,8 @@ log = logging.getLogger(__name__)
 _EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _UNDATED = datetime.max.replace(tzinfo=UTC)  # items without a time sort last (ingest reads it from the file)
+#: Passes in which a STAC item may fail before the monitor gives up on it.
+MAX_TRIES = 3
 
 
 def parse_every(text: str) -> float:
@@ -77,10 +90,11 @@ class PassReport:
 
     ingested: tuple[IngestOutcome, ...]  # every new source tried (ingested, duplicate, no-site or failed)
     analyzed: tuple[str, ...]  # sites analyzed
-    failures: tuple[str, ...]  # one line each: a source or site that failed (tried again next pass)
+    failures: tuple[str, ...]  # one line each: a source or site that failed, and whether it is tried again
     alerts: tuple[Alert, ...]  # alerts raised in this pass
     deliveries: tuple[Delivery, ...]  # webhook and e-mail attempts
     repaired: tuple[Alert, ...]  # alerts a killed run had recorded but not logged, logged now
+    retried: tuple[StacFailure, ...] = ()  # STAC items that failed before, searched for again (as they were)
 
 
 def new_files(ws: Workspace, folders: Sequence[Path]) -> list[MonitoredFile]:
@@ -121,22 +135,105 @@ def _ingest_folders(ws: Workspace, folders: Sequence[Path], site_names: Sequence
     return outcomes
 
 
-def _ingest_stac(ws: Workspace, sources: Sources, site: Site) -> list[IngestOutcome]:
-    """Search the STAC API over SITE's footprint for items after its latest observation; ingest them."""
-    latest = max((obs.acquired for obs in ws.catalog.observations(site)), default=None)
-    request = IngestRequest(
-        site_names=(site.name,),
-        stac_api=sources.stac_api,
-        collections=sources.collections,
-        date_from=None if latest is None else (latest + timedelta(seconds=1)).isoformat(),
-        allow_hosts=sources.allow_hosts,
-    )
+@dataclass(frozen=True)
+class _StacPass:
+    """What one site's STAC search gave: outcomes, failure lines, and the earlier failures it retried."""
+
+    outcomes: list[IngestOutcome]
+    failures: list[str]
+    retried: list[StacFailure]
+
+
+def _ingest_stac(ws: Workspace, sources: Sources, site: Site) -> _StacPass:
+    """Search the STAC API over SITE's footprint for new items, and again for the items that failed
+    before; ingest what is found, oldest first, and remember what fails.
+
+    The search for new items starts just after the latest of the site's observations and its failed
+    items, so it never meets a failed item again. Each failed item is searched for instead at its own
+    instant (a search from start to end at its time): ingest tells a duplicate only by content hash,
+    after downloading, so searching from the earliest failure on would download every item since it
+    again, while this fetches little more than the item itself (and it follows the API's current
+    answer, with the search's own host rules). An item is ingested or fails on its own: a download
+    error or a refused href fails that item, not the search. A failure is recorded as it happens
+    (before any newer item is ingested, so a killed pass loses none), cleared when the item is
+    ingested, and counted once per pass in which the item is tried, or searched for and not found;
+    after :data:`MAX_TRIES` it is reported as given up, once, and its row stays so that it is not
+    searched for again. A search that fails counts no tries.
+    """
+    known = {f.source: f for f in ws.catalog.stac_failures(site)}
+    retry = {source: f for source, f in known.items() if f.tries < MAX_TRIES}
+    given_up = known.keys() - retry.keys()  # left out even if a search meets one (at another's instant)
+    times = [obs.acquired for obs in ws.catalog.observations(site)] + [f.acquired for f in known.values()]
+    latest = max(times, default=None)
+    windows: list[tuple[datetime | None, datetime | None]] = [
+        (t, t) for t in sorted({f.acquired for f in retry.values()})
+    ]
+    windows.append((None if latest is None else latest + timedelta(seconds=1), None))
+    result = _StacPass([], [], list(retry.values()))
     with downloads(ws) as folder:
-        found = resolve_sources(ws, request, folder)
+        found, refused = _search(ws, sources, site, windows, folder)
+        for origin, error in refused.items():
+            if origin not in given_up and origin not in found:
+                result.outcomes.append(IngestOutcome(origin, "failed", str(error.error)))
+                result.failures.append(_remember_failure(ws, site, origin, error.acquired, str(error.error)))
+
+        def done(event: SceneDone) -> None:
+            outcome = event.outcome
+            if outcome.status == "failed":
+                when = found[outcome.source].acquired
+                result.failures.append(_remember_failure(ws, site, outcome.source, when, outcome.message))
+            elif outcome.source in retry:
+                ws.catalog.clear_stac_failure(site, outcome.source)
+
         # Oldest first, whatever order the API answers in (often newest first): the next pass searches
         # after the latest image, so a pass killed part way must not leave an earlier scene behind it.
-        found.sort(key=lambda source: source.acquired or _UNDATED)
-        return ingest(ws, found, site_names=(site.name,)) if found else []
+        todo = sorted((s for s in found.values() if s.origin not in given_up), key=lambda s: s.acquired or _UNDATED)
+        if todo:
+            result.outcomes.extend(ingest(ws, todo, site_names=(site.name,), on_progress=done))
+    for origin, failure in retry.items():
+        if origin not in found and origin not in refused:
+            message = "no longer found by the STAC search at its time"
+            result.failures.append(_remember_failure(ws, site, origin, failure.acquired, message))
+    return result
+
+
+def _search(
+    ws: Workspace,
+    sources: Sources,
+    site: Site,
+    windows: Sequence[tuple[datetime | None, datetime | None]],
+    folder: Path,
+) -> tuple[dict[str, SceneSource], dict[str, ItemError]]:
+    """Search the STAC API over SITE's footprint in each time window (start, end; None: open), with
+    downloads into FOLDER; the items found and those that failed on their own, each once, by origin."""
+    found: dict[str, SceneSource] = {}
+    refused: dict[str, ItemError] = {}
+
+    def refuse(error: ItemError) -> None:
+        refused.setdefault(error.origin, error)
+
+    for start, end in windows:
+        request = IngestRequest(
+            site_names=(site.name,),
+            stac_api=sources.stac_api,
+            collections=sources.collections,
+            date_from=None if start is None else start.isoformat(),
+            date_to=None if end is None else end.isoformat(),
+            allow_hosts=sources.allow_hosts,
+        )
+        for source in resolve_sources(ws, request, folder, on_item_error=refuse):
+            found.setdefault(source.origin, source)
+    return found, refused
+
+
+def _remember_failure(ws: Workspace, site: Site, source: str, acquired: datetime | None, message: str) -> str:
+    """Record a failed try of the STAC item SOURCE for SITE; the pass report's line for it."""
+    if acquired is None:  # not valid STAC (an item has a time): there is no time to search for it again at
+        return f"{source}: {message}"
+    failure = ws.catalog.record_stac_failure(site, source, acquired, message)
+    if failure.tries < MAX_TRIES:
+        return f"{source}: {message} (failed {failure.tries} of {MAX_TRIES} tries; tried again next pass)"
+    return f"{source}: {message} (failed {MAX_TRIES} tries; given up)"
 
 
 def _needs_analysis(ws: Workspace, site: Site) -> bool:
@@ -160,7 +257,8 @@ def monitor_once(
     """One pass over SOURCES for SITE_NAMES (default: every site); see the module docstring.
 
     OBJECTS is the object detector ``analyze`` counts with (None: no counting). A source or a site
-    that fails is reported in the result and tried again next pass; it does not stop the others.
+    that fails is reported in the result and tried again next pass (a STAC item in at most
+    :data:`MAX_TRIES` passes); it does not stop the others.
 
     Raises:
         NotFound: If a site named does not exist.
@@ -168,16 +266,22 @@ def monitor_once(
     from sitewatch.analyze import analyze_site
 
     sites = [ws.catalog.site(name) for name in site_names] or ws.catalog.sites()
+    remove_stale_downloads(ws)
     repaired = sync_log(ws)
     outcomes = _ingest_folders(ws, sources.folders, site_names)
     failures = [f"{folder}: not a folder (tried again next pass)" for folder in sources.folders if not folder.is_dir()]
+    failures += [f"{o.source}: {o.message}" for o in outcomes if o.status == "failed"]
+    retried: list[StacFailure] = []
     if sources.stac_api is not None:
         for site in sites:
             try:
-                outcomes.extend(_ingest_stac(ws, sources, site))
+                stac = _ingest_stac(ws, sources, site)
             except SitewatchError as exc:
                 failures.append(f"{site.name}: STAC search failed: {exc}")
-    failures += [f"{o.source}: {o.message}" for o in outcomes if o.status == "failed"]
+                continue
+            outcomes += stac.outcomes
+            failures += stac.failures
+            retried += stac.retried
     analyzed: list[str] = []
     alerts: list[Alert] = []
     for site in sites:
@@ -192,7 +296,13 @@ def monitor_once(
         alerts.extend(result.alerts)
     deliveries = deliver_pending(ws)
     return PassReport(
-        tuple(outcomes), tuple(analyzed), tuple(failures), tuple(alerts), tuple(deliveries), tuple(repaired)
+        tuple(outcomes),
+        tuple(analyzed),
+        tuple(failures),
+        tuple(alerts),
+        tuple(deliveries),
+        tuple(repaired),
+        tuple(retried),
     )
 
 
