@@ -32,6 +32,7 @@ from sitewatch.catalog.models import (
     Scene,
     Site,
     SiteEvent,
+    SiteSource,
     StacFailure,
     WatchRule,
     Zone,
@@ -700,21 +701,28 @@ class Catalog:
                 [(str(f.path), f.size, f.mtime_ns, f.status, f.scene_id, f.message, now) for f in files],
             )
 
-    def stac_failures(self, site: Site) -> list[StacFailure]:
-        """The STAC items the monitor has failed to ingest for SITE (given up on or not), oldest first."""
+    def stac_failures(self, site: Site, api: str | None = None) -> list[StacFailure]:
+        """The STAC items the monitor has failed to ingest for SITE (given up on or not), oldest first;
+        with API, only those searched on it (and those recorded before the API was kept)."""
         rows = self._conn.execute(
-            "SELECT * FROM monitor_stac_failures WHERE site_id = ? ORDER BY acquired, source", (_id(site),)
+            "SELECT * FROM monitor_stac_failures WHERE site_id = ? AND (? IS NULL OR api IS NULL OR api = ?)"
+            " ORDER BY acquired, source",
+            (_id(site), api, api),
         ).fetchall()
         return [_stac_failure_from_row(row) for row in rows]
 
-    def record_stac_failure(self, site: Site, source: str, acquired: datetime, message: str) -> StacFailure:
-        """Count one more failed try of the STAC item SOURCE for SITE; the record as it stands now."""
+    def record_stac_failure(
+        self, site: Site, source: str, acquired: datetime, message: str, api: str | None = None
+    ) -> StacFailure:
+        """Count one more failed try of the STAC item SOURCE for SITE, searched on API; the record as it
+        stands now."""
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO monitor_stac_failures (site_id, source, acquired, message, tries, last_tried)"
-                " VALUES (?,?,?,?,1,?) ON CONFLICT (site_id, source) DO UPDATE SET acquired = excluded.acquired,"
-                " message = excluded.message, tries = tries + 1, last_tried = excluded.last_tried",
-                (_id(site), source, utc_text(acquired), message, utc_text(datetime.now(UTC))),
+                "INSERT INTO monitor_stac_failures (site_id, source, acquired, message, tries, last_tried, api)"
+                " VALUES (?,?,?,?,1,?,?) ON CONFLICT (site_id, source) DO UPDATE SET acquired = excluded.acquired,"
+                " message = excluded.message, tries = tries + 1, last_tried = excluded.last_tried,"
+                " api = COALESCE(excluded.api, api)",
+                (_id(site), source, utc_text(acquired), message, utc_text(datetime.now(UTC)), api),
             )
             row = conn.execute(
                 "SELECT * FROM monitor_stac_failures WHERE site_id = ? AND source = ?", (_id(site), source)
@@ -725,6 +733,55 @@ class Catalog:
         """Forget the failed tries of the STAC item SOURCE for SITE (it has been ingested)."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM monitor_stac_failures WHERE site_id = ? AND source = ?", (_id(site), source))
+
+    # each site's saved monitoring sources --------------------------------------------------------
+
+    def add_site_source(self, source: SiteSource) -> SiteSource:
+        """Store a monitoring source of its site; a site has each kind and target once."""
+        with self.transaction() as conn:
+            if conn.execute(
+                "SELECT 1 FROM site_sources WHERE site_id = ? AND kind = ? AND target = ?",
+                (source.site_id, source.kind, source.target),
+            ).fetchone():
+                raise AlreadyExists(f"{source.target}: already a {source.kind} source of this site")
+            cur = conn.execute(
+                "INSERT INTO site_sources (site_id, kind, target, collections, allow_hosts, created)"
+                " VALUES (?,?,?,?,?,?)",
+                (
+                    source.site_id,
+                    source.kind,
+                    source.target,
+                    json.dumps(list(source.collections)),
+                    json.dumps(list(source.allow_hosts)),
+                    utc_text(source.created),
+                ),
+            )
+        row = self._conn.execute("SELECT * FROM site_sources WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _site_source_from_row(row)
+
+    def site_sources(self, site: Site | None = None) -> list[SiteSource]:
+        """SITE's saved monitoring sources, in the order they were added; every site's (by site name) if None."""
+        rows = self._conn.execute(
+            "SELECT site_sources.* FROM site_sources JOIN sites ON sites.id = site_sources.site_id"
+            " WHERE ? IS NULL OR site_id = ? ORDER BY sites.name, site_sources.id",
+            (None if site is None else _id(site), None if site is None else _id(site)),
+        ).fetchall()
+        return [_site_source_from_row(row) for row in rows]
+
+    def remove_site_source(self, site: Site, source_id: int) -> SiteSource:
+        """Remove one of SITE's saved sources; returns it as it was.
+
+        Raises:
+            NotFound: If SITE has no source with that id (the message lists those it has).
+        """
+        sources = self.site_sources(site)
+        removed = next((s for s in sources if s.id == source_id), None)
+        if removed is None:
+            known = ", ".join(str(s.id) for s in sources) or "none"
+            raise NotFound(f"site {site.name!r} has no source #{source_id} (its sources: {known})")
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM site_sources WHERE id = ?", (source_id,))
+        return removed
 
     # the analyst's annotations, change reviews and events ---------------------------------------
 
@@ -1025,6 +1082,19 @@ def _stac_failure_from_row(row: sqlite3.Row) -> StacFailure:
         message=row["message"],
         tries=row["tries"],
         last_tried=parse_utc(row["last_tried"]),
+        api=row["api"],
+    )
+
+
+def _site_source_from_row(row: sqlite3.Row) -> SiteSource:
+    return SiteSource(
+        site_id=row["site_id"],
+        kind=row["kind"],
+        target=row["target"],
+        created=parse_utc(row["created"]),
+        collections=tuple(json.loads(row["collections"])),
+        allow_hosts=tuple(json.loads(row["allow_hosts"])),
+        id=row["id"],
     )
 
 

@@ -264,6 +264,7 @@ class StacFailure:
     message: str  # why the last try failed
     tries: int  # passes in which it was tried and failed
     last_tried: datetime
+    api: str | None = None  # the STAC API it was searched on (None: recorded before this was kept)
 
 
 @dataclass(frozen=True)
@@ -313,4 +314,18 @@ class SiteEvent:
     label: str
     note: str
     created: datetime
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class SiteSource:
+    """Where ``sitewatch monitor`` looks for one site's new scenes, saved with the site so that a
+    long-running monitor needs no flags and sites can be watched from different places."""
+
+    site_id: int
+    kind: str  # "stac" | "folder"
+    target: str  # the STAC API's URL, or the watched folder's absolute path
+    created: datetime
+    collections: tuple[str, ...] = ()  # STAC collections searched (none: all of them)
+    allow_hosts: tuple[str, ...] = ()  # extra hosts the STAC API's assets may come from
     id: int | None = None

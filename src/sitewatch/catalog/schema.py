@@ -262,4 +262,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (site_id, source)
     );
     """,
+    """
+    -- Where the monitor looks for each site's new scenes, saved with the site: a STAC API (target: its
+    -- URL, with the collections searched and the extra hosts its assets may come from, JSON lists) or a
+    -- watched folder (target: its absolute path).
+    CREATE TABLE site_sources (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('stac', 'folder')),
+        target TEXT NOT NULL,
+        collections TEXT NOT NULL DEFAULT '[]',
+        allow_hosts TEXT NOT NULL DEFAULT '[]',
+        created TEXT NOT NULL,
+        UNIQUE (site_id, kind, target)
+    );
+    -- The STAC API a failed item was searched on, so that it is searched for again on that API only
+    -- (NULL: recorded before sites had their own sources, when a pass searched a single API).
+    ALTER TABLE monitor_stac_failures ADD COLUMN api TEXT;
+    """,
 )

@@ -1,4 +1,5 @@
-"""``sitewatch monitor``: poll watched folders (and a STAC API) for new scenes; ingest, analyze, alert."""
+"""``sitewatch monitor``: poll each site's sources (watched folders, STAC APIs) for new scenes; ingest,
+analyze, alert."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def monitor(
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit (for cron).")] = False,
     every: Annotated[str, typer.Option("--every", help="Time between passes: 30m, 6h, 1d.")] = "6h",
     folder: Annotated[
-        list[Path] | None, typer.Option("--folder", help="Folder to watch for new rasters (repeatable).")
+        list[Path] | None, typer.Option("--folder", help="Folder to watch for every site (repeatable).")
     ] = None,
     stac: Annotated[
         str | None, typer.Option("--stac", help="STAC API to search over each site, after its latest image.")
@@ -37,6 +38,8 @@ def monitor(
 ) -> None:
     """Look for new scenes, ingest them, analyze the sites they show and evaluate the watch rules;
     record alerts (catalog and alerts.jsonl) and send them by webhook or e-mail if configured.
+    Each site's saved sources (`sitewatch site source add`) are polled for it; --folder and --stac
+    are polled for every site.
     A STAC item that fails is searched for again on the next passes, then given up (reported once).
     Safe to kill: the next run takes up where it stopped, without losing or repeating an alert."""
     from sitewatch.watch.monitor import Sources, monitor_once, parse_every

@@ -1,4 +1,4 @@
-"""``sitewatch site ...``: the watchlist of sites and their zones."""
+"""``sitewatch site ...``: the watchlist of sites, their zones and their monitoring sources."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import typer
 
 from sitewatch.cli.common import JsonOption, WorkspaceOption, open_workspace, print_json
 
-site_app = typer.Typer(help="Manage the watchlist: sites, zones, import and export.", no_args_is_help=True)
+site_app = typer.Typer(help="Manage the watchlist: sites, zones, sources, import and export.", no_args_is_help=True)
 zone_app = typer.Typer(help="Named zones inside a site.", no_args_is_help=True)
+source_app = typer.Typer(help="Where `sitewatch monitor` looks for a site's new scenes.", no_args_is_help=True)
 
 
 def _outline(geojson: Path | None, bbox: str | None, point: str | None, radius: float | None) -> Any:
@@ -184,7 +185,79 @@ def zone_remove(site: str, name: str, workspace: WorkspaceOption = None) -> None
     typer.echo(f"removed zone {name!r} from site {site!r}")
 
 
+@source_app.command("add")
+def source_add(
+    site: Annotated[str, typer.Argument(help="Site name.")],
+    stac: Annotated[str | None, typer.Option("--stac", help="STAC API to search over the site.")] = None,
+    collection: Annotated[list[str] | None, typer.Option("--collection", help="STAC collection (repeatable).")] = None,
+    allow_host: Annotated[
+        list[str] | None, typer.Option("--allow-host", help="Extra host STAC assets may come from.")
+    ] = None,
+    folder: Annotated[Path | None, typer.Option("--folder", help="Folder to watch for new rasters.")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Save a STAC API or a folder as one of SITE's sources, polled by every `sitewatch monitor` pass."""
+    from sitewatch.watch.sources import add_source, source_record
+
+    with open_workspace(workspace) as ws:
+        source = add_source(
+            ws, site, stac=stac, collections=collection or (), allow_hosts=allow_host or (), folder=folder
+        )
+    if as_json:
+        print_json(source_record(source, site))
+    else:
+        typer.echo(f"added {source.kind} source #{source.id} to site {site!r}: {source.target}")
+
+
+@source_app.command("list")
+def source_list(
+    site: Annotated[str | None, typer.Argument(help="Only this site's sources.")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the saved sources, of one site or of every site."""
+    from sitewatch.watch.sources import list_sources, source_record
+
+    with open_workspace(workspace) as ws:
+        names = {s.id: s.name for s in ws.catalog.sites()}
+        rows = [source_record(source, names[source.site_id]) for source in list_sources(ws, site)]
+    if as_json:
+        print_json({"sources": rows})
+        return
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    # Fold, not cut: a path or URL is what the user copies from here.
+    table = Table("id", "site", "kind", Column("target", overflow="fold"), "collections", "allowed hosts")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["site"],
+            row["kind"],
+            row["target"],
+            ", ".join(row["collections"]),
+            ", ".join(row["allow_hosts"]),
+        )
+    Console().print(table)
+
+
+@source_app.command("remove")
+def source_remove(
+    site: Annotated[str, typer.Argument(help="Site name.")],
+    source_id: Annotated[int, typer.Argument(metavar="ID", help="The source's id, as listed.")],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Remove one of SITE's saved sources (what it ingested stays)."""
+    from sitewatch.watch.sources import remove_source
+
+    with open_workspace(workspace) as ws:
+        removed = remove_source(ws, site, source_id)
+    typer.echo(f"removed {removed.kind} source #{removed.id} from site {site!r}: {removed.target}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``site`` group."""
     site_app.add_typer(zone_app, name="zone")
+    site_app.add_typer(source_app, name="source")
     app.add_typer(site_app, name="site")

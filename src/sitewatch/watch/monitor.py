@@ -1,13 +1,16 @@
 """``sitewatch monitor``: poll each site's sources for new scenes, ingest, analyze, alert, deliver.
 
+A site's sources are those saved with it (:mod:`sitewatch.watch.sources`), polled for that site only,
+and those given to the pass (the command line's), polled for every site the pass covers.
+
 One pass (:func:`monitor_once`):
 
 1. remove download folders killed runs left (:func:`~sitewatch.ingest.resolve.remove_stale_downloads`)
    and bring the alert log up to date (a killed run may have recorded alerts it did not log);
 2. look for new scenes: raster files in the watched folders not tried before (a file is known by
    its path, size and modification time, so one still being copied is tried again once it has
-   changed), and, with a STAC API, items over each site's footprint acquired after its latest
-   observation, and the items that failed in earlier passes, at their own time (see
+   changed), and, on each STAC API, items over each site's footprint acquired after its latest
+   observation, and the items that failed on that API in earlier passes, at their own time (see
    :func:`_ingest_stac`), ingested oldest first (the search and its downloads are the STAC
    ingest's, with its host rules);
 3. ingest them (a scene already in the catalog, by content hash, is a duplicate, not a new scene);
@@ -26,11 +29,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sitewatch.catalog.models import Alert, MonitoredFile, Site, StacFailure
+from sitewatch.catalog.models import Alert, MonitoredFile, Site, SiteSource, StacFailure
 from sitewatch.detect.base import AUTO as AUTO_OBJECTS
 from sitewatch.errors import InputError, SitewatchError
 from sitewatch.ingest.pipeline import IngestOutcome, SceneDone, ingest
@@ -55,6 +58,10 @@ _UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _UNDATED = datetime.max.replace(tzinfo=UTC)  # items without a time sort last (ingest reads it from the file)
 #: Passes in which a STAC item may fail before the monitor gives up on it.
 MAX_TRIES = 3
+NOTHING_TO_WATCH = (
+    "give a folder to watch (--folder DIR) or a STAC API (--stac URL), "
+    "or save a site's own with `sitewatch site source add`"
+)
 
 
 def parse_every(text: str) -> float:
@@ -72,16 +79,25 @@ def parse_every(text: str) -> float:
 
 @dataclass(frozen=True)
 class Sources:
-    """Where the monitor looks for new scenes: watched folders and, optionally, a STAC API."""
+    """Where the monitor looks for new scenes: watched folders and, optionally, a STAC API (none of
+    either: only the sites' saved sources)."""
 
     folders: tuple[Path, ...] = ()
     stac_api: str | None = None
     collections: tuple[str, ...] = ()
     allow_hosts: tuple[str, ...] = ()  # extra hosts STAC assets may come from
 
-    def __post_init__(self) -> None:
-        if not self.folders and self.stac_api is None:
-            raise InputError("monitor", "give a folder to watch (--folder DIR) or a STAC API (--stac URL)")
+    @property
+    def empty(self) -> bool:
+        """Whether there is neither a folder nor a STAC API."""
+        return not self.folders and self.stac_api is None
+
+    @classmethod
+    def saved(cls, source: SiteSource) -> Sources:
+        """A site's saved source, as what the monitor polls for that site."""
+        if source.kind == "folder":
+            return cls(folders=(Path(source.target),))
+        return cls(stac_api=source.target, collections=source.collections, allow_hosts=source.allow_hosts)
 
 
 @dataclass(frozen=True)
@@ -118,9 +134,9 @@ def new_files(ws: Workspace, folders: Sequence[Path]) -> list[MonitoredFile]:
     return found
 
 
-def _ingest_folders(ws: Workspace, folders: Sequence[Path], site_names: Sequence[str]) -> list[IngestOutcome]:
-    """Ingest the folders' new files and remember what each gave."""
-    files = new_files(ws, [folder for folder in folders if folder.is_dir()])
+def _ingest_folder(ws: Workspace, folder: Path, site_names: Sequence[str]) -> list[IngestOutcome]:
+    """Ingest FOLDER's new files for SITE_NAMES (none: every site) and remember what each gave."""
+    files = new_files(ws, [folder])
     if not files:
         return []
     limits = ws.settings.limits
@@ -144,9 +160,33 @@ class _StacPass:
     retried: list[StacFailure]
 
 
+def _folder_scopes(
+    sources: Sources, saved: dict[str, list[SiteSource]], site_names: Sequence[str]
+) -> dict[Path, tuple[str, ...]]:
+    """Each folder to watch (absolute) and the sites its new files are ingested for: the pass's own
+    folders for every site it covers (SITE_NAMES; none: all), a saved one for the sites that saved it.
+
+    A file is tried once whichever folder finds it, so each folder is polled once, for all its sites.
+    """
+    scopes = {folder.resolve(): tuple(site_names) for folder in sources.folders}
+    given = set(scopes)
+    for name, site_sources in saved.items():
+        for folder in (Path(source.target) for source in site_sources if source.kind == "folder"):
+            if folder not in given:
+                scopes[folder] = (*scopes.get(folder, ()), name)
+    return scopes
+
+
+def _stac_searches(sources: Sources, saved: Sequence[SiteSource]) -> list[Sources]:
+    """One site's STAC searches: the pass's API, then the site's own, each once."""
+    searches = [replace(sources, folders=())] if sources.stac_api is not None else []
+    searches += [Sources.saved(source) for source in saved if source.kind == "stac"]
+    return list(dict.fromkeys(searches))
+
+
 def _ingest_stac(ws: Workspace, sources: Sources, site: Site) -> _StacPass:
     """Search the STAC API over SITE's footprint for new items, and again for the items that failed
-    before; ingest what is found, oldest first, and remember what fails.
+    on it before; ingest what is found, oldest first, and remember what fails.
 
     The search for new items starts just after the latest of the site's observations and its failed
     items, so it never meets a failed item again. Each failed item is searched for instead at its own
@@ -158,9 +198,11 @@ def _ingest_stac(ws: Workspace, sources: Sources, site: Site) -> _StacPass:
     (before any newer item is ingested, so a killed pass loses none), cleared when the item is
     ingested, and counted once per pass in which the item is tried, or searched for and not found;
     after :data:`MAX_TRIES` it is reported as given up, once, and its row stays so that it is not
-    searched for again. A search that fails counts no tries.
+    searched for again. A search that fails counts no tries. Failures are kept per site and API, so
+    a site watched on two APIs never searches one for the other's items.
     """
-    known = {f.source: f for f in ws.catalog.stac_failures(site)}
+    api = sources.stac_api
+    known = {f.source: f for f in ws.catalog.stac_failures(site, api)}
     retry = {source: f for source, f in known.items() if f.tries < MAX_TRIES}
     given_up = known.keys() - retry.keys()  # left out even if a search meets one (at another's instant)
     times = [obs.acquired for obs in ws.catalog.observations(site)] + [f.acquired for f in known.values()]
@@ -175,13 +217,13 @@ def _ingest_stac(ws: Workspace, sources: Sources, site: Site) -> _StacPass:
         for origin, error in refused.items():
             if origin not in given_up and origin not in found:
                 result.outcomes.append(IngestOutcome(origin, "failed", str(error.error)))
-                result.failures.append(_remember_failure(ws, site, origin, error.acquired, str(error.error)))
+                result.failures.append(_remember_failure(ws, site, api, origin, error.acquired, str(error.error)))
 
         def done(event: SceneDone) -> None:
             outcome = event.outcome
             if outcome.status == "failed":
                 when = found[outcome.source].acquired
-                result.failures.append(_remember_failure(ws, site, outcome.source, when, outcome.message))
+                result.failures.append(_remember_failure(ws, site, api, outcome.source, when, outcome.message))
             elif outcome.source in retry:
                 ws.catalog.clear_stac_failure(site, outcome.source)
 
@@ -193,7 +235,7 @@ def _ingest_stac(ws: Workspace, sources: Sources, site: Site) -> _StacPass:
     for origin, failure in retry.items():
         if origin not in found and origin not in refused:
             message = "no longer found by the STAC search at its time"
-            result.failures.append(_remember_failure(ws, site, origin, failure.acquired, message))
+            result.failures.append(_remember_failure(ws, site, api, origin, failure.acquired, message))
     return result
 
 
@@ -226,11 +268,13 @@ def _search(
     return found, refused
 
 
-def _remember_failure(ws: Workspace, site: Site, source: str, acquired: datetime | None, message: str) -> str:
-    """Record a failed try of the STAC item SOURCE for SITE; the pass report's line for it."""
+def _remember_failure(
+    ws: Workspace, site: Site, api: str | None, source: str, acquired: datetime | None, message: str
+) -> str:
+    """Record a failed try of the STAC item SOURCE, found on API, for SITE; the pass report's line for it."""
     if acquired is None:  # not valid STAC (an item has a time): there is no time to search for it again at
         return f"{source}: {message}"
-    failure = ws.catalog.record_stac_failure(site, source, acquired, message)
+    failure = ws.catalog.record_stac_failure(site, source, acquired, message, api)
     if failure.tries < MAX_TRIES:
         return f"{source}: {message} (failed {failure.tries} of {MAX_TRIES} tries; tried again next pass)"
     return f"{source}: {message} (failed {MAX_TRIES} tries; given up)"
@@ -254,7 +298,8 @@ def monitor_once(
     site_names: Sequence[str] = (),
     objects: str | None = AUTO_OBJECTS,
 ) -> PassReport:
-    """One pass over SOURCES for SITE_NAMES (default: every site); see the module docstring.
+    """One pass for SITE_NAMES (default: every site) over each site's saved sources and SOURCES, which
+    apply to every one of them; see the module docstring.
 
     OBJECTS is the object detector ``analyze`` counts with (None: no counting). A source or a site
     that fails is reported in the result and tried again next pass (a STAC item in at most
@@ -262,20 +307,29 @@ def monitor_once(
 
     Raises:
         NotFound: If a site named does not exist.
+        InputError: If SOURCES is empty and none of the sites has a saved source.
     """
     from sitewatch.analyze import analyze_site
 
     sites = [ws.catalog.site(name) for name in site_names] or ws.catalog.sites()
+    saved = {site.name: ws.catalog.site_sources(site) for site in sites}
+    if sources.empty and not any(saved.values()):
+        raise InputError("monitor", NOTHING_TO_WATCH)
     remove_stale_downloads(ws)
     repaired = sync_log(ws)
-    outcomes = _ingest_folders(ws, sources.folders, site_names)
-    failures = [f"{folder}: not a folder (tried again next pass)" for folder in sources.folders if not folder.is_dir()]
+    outcomes: list[IngestOutcome] = []
+    failures: list[str] = []
+    for folder, names in _folder_scopes(sources, saved, site_names).items():
+        if folder.is_dir():
+            outcomes += _ingest_folder(ws, folder, names)
+        else:
+            failures.append(f"{folder}: not a folder (tried again next pass)")
     failures += [f"{o.source}: {o.message}" for o in outcomes if o.status == "failed"]
     retried: list[StacFailure] = []
-    if sources.stac_api is not None:
-        for site in sites:
+    for site in sites:
+        for search in _stac_searches(sources, saved[site.name]):
             try:
-                stac = _ingest_stac(ws, sources, site)
+                stac = _ingest_stac(ws, search, site)
             except SitewatchError as exc:
                 failures.append(f"{site.name}: STAC search failed: {exc}")
                 continue
@@ -316,7 +370,9 @@ def monitor(
     objects: str | None = AUTO_OBJECTS,
 ) -> None:
     """Run a pass every EVERY_S seconds (counted from the start of each), for ever; ON_PASS gets each
-    pass's report. Stop it with an interrupt: a pass cut short is taken up by the next run."""
+    pass's report. Stop it with an interrupt: a pass cut short is taken up by the next run. Sources
+    saved or removed while it runs count from the next pass; a pass that finds none to poll stops it
+    (see :func:`monitor_once`)."""
     while True:
         started = time.monotonic()
         on_pass(monitor_once(ws, sources, site_names=site_names, objects=objects))

@@ -424,7 +424,11 @@ def delete_event(request: Request, event_id: int) -> dict[str, Any]:
 # Last: a site's name may hold a slash, so /sites/{name} would also match every route above.
 @router.get("/sites/{name:path}")
 def site(request: Request, name: str) -> dict[str, Any]:
-    """A site and its timeline of images: dates, provider, GSD, quality, alignment, tiles."""
+    """A site, its timeline of images (dates, provider, GSD, quality, alignment, tiles) and how the
+    monitor watches it (saved sources and watch rules)."""
+    from sitewatch.watch.rules import list_rules
+    from sitewatch.watch.sources import list_sources
+
     with workspace(request) as ws:
         records = site_records(ws, name)
         _, left_out = usable(ws, records.observations)
@@ -439,4 +443,5 @@ def site(request: Request, name: str) -> dict[str, Any]:
             "observations": timeline,
             "attributions": list(dict.fromkeys(attributions)),
             "kind_colours": serialise.kind_colours(),
+            "watching": serialise.watching_json(name, list_sources(ws, name), list_rules(ws, name)),
         }

@@ -18,16 +18,18 @@ from shapely.geometry.base import BaseGeometry
 from sitewatch.activity import INDEX, ActivitySeries, SeriesAnalysis, SiteActivity
 from sitewatch.activity.series import MAD_TO_SIGMA
 from sitewatch.analyze import change_properties
-from sitewatch.catalog.models import Alert, Change, Detection, Observation, Review, Site, SiteEvent
+from sitewatch.catalog.models import Alert, Change, Detection, Observation, Review, Site, SiteEvent, SiteSource
 from sitewatch.grid import to_crs
 from sitewatch.report.chips import kind_colour
 from sitewatch.report.html import alignment_text
 from sitewatch.report.site import SiteRecords
 from sitewatch.watch.alerts import alert_record
+from sitewatch.watch.sources import source_record
 from sitewatch.web.tiles import observation_bounds_wgs84, tile_url
 
 if TYPE_CHECKING:
     from sitewatch.detect.inventory import DateCounts
+    from sitewatch.watch.rules import RuleEntry
 
 KINDS = ("appeared", "removed", "modified")
 
@@ -281,4 +283,12 @@ def event_json(event: SiteEvent) -> dict[str, Any]:
         "label": event.label,
         "note": event.note,
         "created": event.created.isoformat(),
+    }
+
+
+def watching_json(site: str, sources: Sequence[SiteSource], rules: Sequence[RuleEntry]) -> dict[str, Any]:
+    """How the monitor watches a site: where it looks for new scenes, and the rules it evaluates, in words."""
+    return {
+        "sources": [source_record(source, site) for source in sources],
+        "rules": [{"name": e.rule.name, "kind": e.rule.kind, "description": e.description} for e in rules],
     }

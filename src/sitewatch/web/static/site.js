@@ -1,5 +1,6 @@
 // Site page: the timeline of images, a compare picker, the chosen image on a map with its objects,
-// the activity chart (baseline band, anomalies, change-points, analyst events) and the events form.
+// the activity chart (baseline band, anomalies, change-points, analyst events), the events form, and
+// how the monitor watches the site (its saved sources and watch rules, read-only).
 // URL: ?date=DAY (image shown) &before=&after= (compare picker) &zone= (activity area) &series=a,b (counts shown)
 import {
   api,
@@ -467,6 +468,31 @@ async function removeEvent(event) {
   }
 }
 
+// --- watching ----------------------------------------------------------------------------------
+
+function renderWatching(watching) {
+  const sources = document.getElementById("watch-sources");
+  sources.replaceChildren(
+    ...watching.sources.map((source) =>
+      el(
+        "li",
+        { testid: "source-item", "data-source-id": String(source.id) },
+        el("span", { class: "mono", text: source.kind }),
+        el("span", { class: "target mono", text: source.target }),
+        source.collections.length ? el("span", { class: "muted small", text: source.collections.join(", ") }) : null,
+      ),
+    ),
+  );
+  if (!watching.sources.length) sources.append(el("li", { class: "muted small", text: "No saved sources: the monitor polls only the folders and STAC API it is given." }));
+  const rules = document.getElementById("watch-rules");
+  rules.replaceChildren(
+    ...watching.rules.map((rule) =>
+      el("li", { testid: "rule-item" }, el("b", { text: rule.name }), el("span", { class: "grow muted small", text: rule.description })),
+    ),
+  );
+  if (!watching.rules.length) rules.append(el("li", { class: "muted small", text: "No watch rules: nothing raises an alert for this site." }));
+}
+
 // --- start -----------------------------------------------------------------------------------
 
 async function start() {
@@ -480,6 +506,7 @@ async function start() {
   renderSummary();
   renderTimeline();
   renderCompare();
+  renderWatching(data.watching);
   preview = baseMap("preview-map");
   outlineLayer(site).addTo(preview);
   preview.fitBounds(bboxBounds(site.bbox), { padding: [10, 10] });
