@@ -54,3 +54,12 @@ def run_sitewatch(*args: str | Path, workspace: Path | None = None, timeout: flo
     return subprocess.run(
         [str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the test item, so fixtures can tell a failed test in teardown
+    (the browser tests save a screenshot of the page then)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

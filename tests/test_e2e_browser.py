@@ -126,9 +126,16 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh page per test; any script error on it fails the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
+    page.set_default_timeout(60_000)  # the whole suite shares two cores with these pages
     errors: list[str] = []
+    console: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # what the page looked like and said, for the CI log
+        shot(page, f"FAILED-{request.node.name}")
+        print("page console:", *console, sep="\n  ")
     context.close()
     assert not errors, f"script errors on the page: {errors}"
 
@@ -213,9 +220,11 @@ def test_confirming_a_change_is_stored_and_shown(served: Served, page: Any) -> N
     item = page.locator("[data-testid=change-item][data-kind=appeared]").first
     change_id = int(item.get_attribute("data-change-id"))
     item.click()
-    page.fill("[data-testid=review-reason]", "hall and annex visible on the after image")
-    page.click("[data-testid=confirm-change]")
-    page.wait_for_selector("[data-testid=review-state]:has-text('confirmed')")
+    popup = page.locator(f".leaflet-popup .popup[data-change-id='{change_id}']")
+    popup.locator("[data-testid=review-reason]").fill("hall and annex visible on the after image")
+    popup.locator("[data-testid=confirm-change]").click()
+    listed = page.locator(f"[data-testid=change-item][data-change-id='{change_id}'] [data-testid=review-state]")
+    listed.filter(has_text="confirmed").wait_for()
     page.reload()
     page.wait_for_selector(READY, timeout=60_000)
     again = page.locator(f"[data-testid=change-item][data-change-id='{change_id}']")
