@@ -38,6 +38,17 @@ def write_tif(path: Path, data: np.ndarray, **profile: Any) -> Path:
     return path
 
 
+#: Environment variables that would carry loopback requests to a proxy.
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy from the environment: it would carry the tests' loopback requests elsewhere."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 UTM_GRID = {"crs": "EPSG:32615", "transform": Affine(0.5, 0, 367000.0, 0, -0.5, 4104000.0)}
 
 

@@ -50,6 +50,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from tests.conftest import PROXY_VARIABLES
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from rustac import DuckdbClient
@@ -62,7 +66,16 @@ COLLECTION = "sitewatch-demo"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 REPO_ROOT = Path(__file__).resolve().parents[1]
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+@contextmanager
+def demo_api(truth: DemoSite, folder: Path) -> Iterator[StacApi]:
+    """A STAC API over the demo's scenes (none published yet), or a skip saying why it cannot run here."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with StacApi(truth, folder) as server:
+        yield server
 
 
 def unavailable() -> str | None:
@@ -252,7 +265,7 @@ class StacApi:
         self._start(parquet)
 
     def _start(self, parquet: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARIABLES}
+        env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
         env["STAC_FASTAPI_GEOPARQUET_HREF"] = str(parquet)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         log_path = self.folder / f"server-{self._generation}.log"

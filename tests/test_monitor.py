@@ -36,14 +36,9 @@ from sitewatch.workspace import Workspace
 from tests.conftest import run_sitewatch
 from tests.test_watch import NEW_BUILDINGS, logged, site_with_zones
 
+pytestmark = pytest.mark.usefixtures("no_proxies")
+
 LOOPBACK = "127.0.0.1"
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy from the environment would carry loopback requests elsewhere."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 # --- local receivers -----------------------------------------------------------------------------

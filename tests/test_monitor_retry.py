@@ -33,21 +33,15 @@ from sitewatch.ingest.resolve import IN_USE
 from sitewatch.watch.monitor import MAX_TRIES, PassReport, Sources, monitor_once
 from sitewatch.watch.rules import ChangeWatch, add_rule
 from sitewatch.workspace import Workspace
-from tests.stac_api import REPO_ROOT, StacApi, stac_item, unavailable
+from tests.stac_api import REPO_ROOT, StacApi, demo_api, stac_item
 from tests.test_watch import NEW_BUILDINGS, site_with_zones
 
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+pytestmark = pytest.mark.usefixtures("no_proxies")
+
 #: How long a helper process may take to start and report its download folder.
 HELPER_TIMEOUT_S = 60.0
 LATE, TRUNCATED, REFUSED = 2, 4, 5  # scene indexes of the items that fail at first
 GOOD = (0, EXPANSION_INDEX)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy from the environment would carry loopback requests elsewhere."""
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +51,7 @@ def truth(tmp_path_factory: pytest.TempPathFactory) -> DemoSite:
 
 @pytest.fixture(scope="module")
 def api(truth: DemoSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacApi]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    with StacApi(truth, tmp_path_factory.mktemp("api")) as server:
+    with demo_api(truth, tmp_path_factory.mktemp("api")) as server:
         yield server
 
 

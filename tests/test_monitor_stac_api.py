@@ -40,26 +40,14 @@ from sitewatch.io.stac import HostPolicy
 from sitewatch.watch.monitor import PassReport, Sources, monitor_once
 from sitewatch.watch.rules import ChangeWatch, add_rule
 from sitewatch.workspace import Workspace
-from tests.stac_api import StacApi, stac_item, unavailable
+from tests.conftest import PROXY_VARIABLES
+from tests.stac_api import StacApi, demo_api, stac_item
 from tests.test_watch import NEW_BUILDINGS, logged, site_with_zones
+
+pytestmark = pytest.mark.usefixtures("no_proxies")
 
 #: How long a ``sitewatch monitor --once`` run may take, and how long the kill may wait for its first scene.
 RUN_TIMEOUT_S = 300.0
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _server_can_run() -> None:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy from the environment would carry loopback requests elsewhere."""
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +57,7 @@ def truth(tmp_path_factory: pytest.TempPathFactory) -> DemoSite:
 
 @pytest.fixture(scope="module")
 def api(truth: DemoSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacApi]:
-    with StacApi(truth, tmp_path_factory.mktemp("api")) as server:
+    with demo_api(truth, tmp_path_factory.mktemp("api")) as server:
         yield server
 
 
@@ -171,7 +159,7 @@ def test_a_further_pass_finds_nothing(monitored: Monitored) -> None:
 def test_search_follows_the_servers_next_links(truth: DemoSite, tmp_path: Path) -> None:
     """130 items, served 100 a page: every one arrives once (their one image is fetched once)."""
     first = truth.scenes[0]
-    with StacApi(truth, tmp_path) as server:
+    with demo_api(truth, tmp_path) as server:
         item = stac_item(truth, first, server.asset_url(first.path.name))
         hourly = [
             {**item, "id": f"hour-{hour:03d}",
@@ -200,7 +188,7 @@ def test_a_refused_search_says_why(monitored: Monitored, api: StacApi, truth: De
 
 
 def _env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
     env["SITEWATCH_WORKSPACE"] = str(root)
     return env
 

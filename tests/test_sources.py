@@ -26,17 +26,11 @@ from sitewatch.watch.sources import add_source, list_sources, remove_source
 from sitewatch.web.app import create_app
 from sitewatch.workspace import Workspace
 from tests.conftest import run_sitewatch
-from tests.stac_api import StacApi, unavailable
+from tests.stac_api import StacApi, demo_api
+
+pytestmark = pytest.mark.usefixtures("no_proxies")
 
 LOOPBACK_API = "http://127.0.0.1:8089/stac/"
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy from the environment would carry loopback requests elsewhere."""
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -203,10 +197,7 @@ def truth(tmp_path_factory: pytest.TempPathFactory) -> DemoSite:
 
 @pytest.fixture(scope="module")
 def api(truth: DemoSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacApi]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    with StacApi(truth, tmp_path_factory.mktemp("api")) as server:
+    with demo_api(truth, tmp_path_factory.mktemp("api")) as server:
         server.publish([truth.scenes[i] for i in STAC_SCENES])
         yield server
 
